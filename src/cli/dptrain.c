@@ -1,4 +1,209 @@
-int main(void)
+// main() of dptrain: parses the command line and calls the library. Exit status: 0 on
+// success, 1 on any error (printed once as "dptrain: error: ..."), 2 on wrong usage.
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "comm/mpi_info.h"
+#include "core/backend.h"
+#include "core/cfg.h"
+#include "core/cfg_schema.h"
+#include "core/error.h"
+#include "dp_config.h"
+#include "io/h5_info.h"
+#include "nn/cpu/blas.h"
+
+enum { EXIT_USAGE = 2, MAX_SETS = 256 };
+
+typedef struct options {
+    const char *cfg_path;
+    int check;
+    const char *sets[MAX_SETS];
+    int n_sets;
+} options;
+
+static const char usage_line[] = "usage: dptrain [--check] CFG [--set section.key=value ...]\n"
+                                 "       dptrain --help | --version\n";
+
+static void print_help(void)
 {
+    printf("%s", usage_line);
+    printf("\n"
+           "Trains the network described by the Darknet-style cfg file CFG, on one process or,\n"
+           "under mpirun/srun, data-parallel over all ranks.\n"
+           "\n"
+           "options:\n"
+           "  --check CFG              parse and validate CFG, print what it describes, and exit\n"
+           "  --set section.key=value  override (or add) a key of the first section of that\n"
+           "                           name; repeatable, e.g. --set net.learning_rate=0.05\n"
+           "  --version                version and build features (CUDA devices, NCCL, MPI,\n"
+           "                           OpenBLAS core and threads, HDF5)\n"
+           "  -h, --help               this text\n"
+           "\n"
+           "environment:\n"
+           "  DP_LOG_LEVEL             error | warn | info | debug (default info)\n"
+           "\n"
+           "exit status: 0 success, 1 error, 2 wrong usage\n");
+}
+
+static int usage_error(const char *fmt, const char *arg)
+{
+    fprintf(stderr, "dptrain: ");
+    fprintf(stderr, fmt, arg);
+    fprintf(stderr, "\n%s", usage_line);
+    return EXIT_USAGE;
+}
+
+static int fail(void)
+{
+    fprintf(stderr, "dptrain: error: %s\n", dp_error_message());
+    return 1;
+}
+
+static void print_version(void)
+{
+    char buf[512];
+    printf("dptrain %s\n", DP_VERSION);
+    dp_cuda_info cuda;
+    if (!dp_backend_have_cuda()) {
+        printf("  cuda:     no (built without CUDA)\n");
+    } else if (dp_backend_cuda_query(&cuda) != DP_OK) {
+        printf("  cuda:     yes (runtime %d.%d); no device usable: %s\n",
+               cuda.runtime_version / 1000, cuda.runtime_version % 1000 / 10, dp_error_message());
+    } else {
+        printf("  cuda:     yes (runtime %d.%d, driver %d.%d), %d device%s\n",
+               cuda.runtime_version / 1000, cuda.runtime_version % 1000 / 10,
+               cuda.driver_version / 1000, cuda.driver_version % 1000 / 10, cuda.device_count,
+               cuda.device_count == 1 ? "" : "s");
+        for (int i = 0; i < cuda.device_count && i < DP_MAX_CUDA_DEVICES; i++) {
+            const dp_cuda_device_info *d = &cuda.devices[i];
+            printf("            device %d: %s, compute capability %d.%d, %.1f GiB, %d SMs\n",
+                   d->ordinal, d->name, d->cc_major, d->cc_minor,
+                   (double)d->total_mem_bytes / (1024.0 * 1024.0 * 1024.0), d->multiprocessors);
+        }
+    }
+    int nccl = 0;
+    if (dp_backend_nccl_version(&nccl) == DP_OK) {
+        printf("  nccl:     %d.%d.%d\n", nccl / 10000, nccl / 100 % 100, nccl % 100);
+    } else {
+        printf("  nccl:     no\n");
+    }
+    dp_comm_mpi_library_version(buf, sizeof buf);
+    printf("  mpi:      %s\n", buf);
+    printf("  openblas: core %s, %d thread%s\n", dp_blas_corename(), dp_blas_threads(),
+           dp_blas_threads() == 1 ? "" : "s");
+    dp_io_h5_version(buf, sizeof buf);
+    printf("  hdf5:     %s\n", buf);
+    dp_error_clear();
+}
+
+// Prints every section with its keys, then a summary line.
+static void print_check(const dp_cfg *cfg)
+{
+    int n = dp_cfg_section_count(cfg), layers = 0;
+    printf("cfg %s\n", dp_cfg_path(cfg));
+    printf("%5s  %-16s %6s  %s\n", "layer", "section", "line", "keys");
+    for (int i = 0; i < n; i++) {
+        const dp_cfg_section *s = dp_cfg_section_at(cfg, i);
+        const dp_cfg_section_spec *spec = dp_cfg_schema_section(dp_cfg_section_name(s));
+        int is_layer = spec != NULL && (spec->flags & DP_CFG_SECTION_LAYER);
+        char idx[16] = "-";
+        if (is_layer) {
+            snprintf(idx, sizeof idx, "%d", layers++);
+        }
+        char name[64];
+        snprintf(name, sizeof name, "[%s]", dp_cfg_section_name(s));
+        printf("%5s  %-16s %6d  ", idx, name, dp_cfg_section_line(s));
+        for (int k = 0; k < dp_cfg_section_key_count(s); k++) {
+            const char *value;
+            const char *key = dp_cfg_section_key_at(s, k, &value, NULL);
+            printf("%s%s=%s", k > 0 ? " " : "", key, value);
+        }
+        printf("\n");
+    }
+    const dp_cfg_section *net = dp_cfg_find(cfg, "net");
+    long h = 0, w = 0, c = 0, batch = 1;
+    if (dp_cfg_get_int(net, "height", 0, &h) != DP_OK ||
+        dp_cfg_get_int(net, "width", 0, &w) != DP_OK ||
+        dp_cfg_get_int(net, "channels", 0, &c) != DP_OK ||
+        dp_cfg_get_int(net, "batch", 1, &batch) != DP_OK) {
+        dp_error_clear();
+    }
+    printf("cfg ok: sections=%d layers=%d input=%ldx%ldx%ld batch=%ld\n", n, layers, h, w, c,
+           batch);
+}
+
+static int run_check(const options *opt)
+{
+    dp_cfg *cfg = NULL;
+    if (dp_cfg_load(&cfg, opt->cfg_path) != DP_OK) {
+        return fail();
+    }
+    for (int i = 0; i < opt->n_sets; i++) {
+        if (dp_cfg_set(cfg, opt->sets[i]) != DP_OK) {
+            dp_cfg_destroy(cfg);
+            return fail();
+        }
+    }
+    if (dp_cfg_validate(cfg) != DP_OK) {
+        dp_cfg_destroy(cfg);
+        return fail();
+    }
+    print_check(cfg);
+    dp_cfg_destroy(cfg);
     return 0;
+}
+
+// Returns -1 when parsing succeeded, else the exit status to return (0 for --help/--version).
+static int parse_args(options *opt, int argc, char **argv)
+{
+    memset(opt, 0, sizeof *opt);
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
+            print_help();
+            return 0;
+        } else if (strcmp(a, "--version") == 0 || strcmp(a, "-V") == 0) {
+            print_version();
+            return 0;
+        } else if (strcmp(a, "--check") == 0) {
+            opt->check = 1;
+        } else if (strcmp(a, "--set") == 0 || strncmp(a, "--set=", 6) == 0) {
+            const char *v = a[5] == '=' ? a + 6 : (i + 1 < argc ? argv[++i] : NULL);
+            if (v == NULL) {
+                return usage_error("option --set needs section.key=value%s", "");
+            }
+            if (opt->n_sets == MAX_SETS) {
+                return usage_error("too many --set options (at most 256)%s", "");
+            }
+            opt->sets[opt->n_sets++] = v;
+        } else if (a[0] == '-' && a[1] != '\0') {
+            return usage_error("unknown option '%s'", a);
+        } else if (opt->cfg_path == NULL) {
+            opt->cfg_path = a;
+        } else {
+            return usage_error("unexpected argument '%s' (one CFG only)", a);
+        }
+    }
+    if (opt->cfg_path == NULL) {
+        return usage_error("missing CFG%s", "");
+    }
+    return -1;
+}
+
+int main(int argc, char **argv)
+{
+    options opt;
+    int rc = parse_args(&opt, argc, argv);
+    if (rc >= 0) {
+        return rc;
+    }
+    if (opt.check) {
+        return run_check(&opt);
+    }
+    dp_error_set(DP_ERR_UNSUPPORTED,
+                 "training is not built yet in this version; `dptrain --check %s` validates "
+                 "the cfg",
+                 opt.cfg_path);
+    return fail();
 }
