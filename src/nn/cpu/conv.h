@@ -1,0 +1,95 @@
+// 2-D convolution on the CPU: forward, backward-data and backward-filter (+ bias gradient) for
+// any kernel size, stride, zero padding, dilation and groups, float32 NCHW. The reference that
+// the CUDA kernels are tested against. Pure functions over caller-provided buffers: they never
+// allocate; the im2col scratch comes from the caller (dp_cpu_conv_workspace_bytes).
+//
+// Algorithms: im2col + one cblas_sgemm per image and group (OpenBLAS, as many threads as the
+// caller set, normally 1 per rank); a 1x1 convolution with stride 1 and no padding multiplies
+// the input directly (no im2col); a depthwise-style convolution (C / groups == 1, groups > 1)
+// runs direct loops, since its GEMMs would have one row. See benchmarks/bench_conv.c.
+#ifndef DP_NN_CPU_CONV_H
+#define DP_NN_CPU_CONV_H
+
+#include <stddef.h>
+
+#include "core/status.h"
+
+DP_EXTERN_C_BEGIN
+
+// Dims of one convolution. Input x (N, C, H, W) NCHW; weights (K, C / groups, R, S) as PyTorch;
+// output y (N, K, out_h, out_w) NCHW. Padding is zero padding of pad_h rows above and below and
+// pad_w columns left and right. out_h and out_w are set by dp_conv_params_resolve.
+typedef struct dp_conv_params {
+    int N, C, H, W;         // input dims
+    int K, R, S;            // filters, window rows, window columns
+    int stride_h, stride_w; // >= 1
+    int pad_h, pad_w;       // >= 0, each side
+    int dil_h, dil_w;       // >= 1 (1: dense window)
+    int groups;             // >= 1, divides C and K; groups == C == K is depthwise
+    int out_h, out_w;       // output dims, derived
+} dp_conv_params;
+
+// Defaults that make an unset field detectable (N = 0 is rejected) and leave stride, dilation
+// and groups at 1.
+#define DP_CONV_PARAMS_INIT                                                                        \
+    { .stride_h = 1, .stride_w = 1, .dil_h = 1, .dil_w = 1, .groups = 1 }
+
+// Checks every dim and sets p->out_h = (H + 2 pad_h - dil_h (R - 1) - 1) / stride_h + 1 (and
+// likewise out_w). Returns DP_ERR_ARG for a dim out of range (N, C, H, W, K, R, S, strides and
+// dilations < 1, negative padding) and DP_ERR_SHAPE when groups does not divide C and K or the
+// dilated window is larger than the padded input; the message names the field and its value.
+DP_MUST_CHECK dp_status dp_conv_params_resolve(dp_conv_params *p);
+
+// Bytes of scratch the three kernels need for p (resolved): the im2col columns of one image and
+// group, (C / groups * R * S, out_h * out_w) floats; 0 for the 1x1 stride-1 unpadded case and
+// the depthwise path.
+size_t dp_cpu_conv_workspace_bytes(const dp_conv_params *p);
+
+// y = conv(x, w) + bias.
+//   y    (N, K, out_h, out_w) NCHW, host, written
+//   x    (N, C, H, W) NCHW, host
+//   w    (K, C / groups, R, S), host
+//   bias (K), host, or NULL for no bias
+//   ws   host scratch of ws_bytes >= dp_cpu_conv_workspace_bytes(p) (may be NULL if that is 0)
+// Returns DP_ERR_ARG for a NULL tensor, unresolved params or a workspace too small.
+DP_MUST_CHECK dp_status dp_cpu_conv_forward(float *y, const float *x, const float *w,
+                                            const float *bias, const dp_conv_params *p, float *ws,
+                                            size_t ws_bytes);
+
+// dx = conv^T(dy, w), or dx += that when accumulate != 0 (several consumers of x).
+//   dx (N, C, H, W) NCHW, host
+//   dy (N, K, out_h, out_w) NCHW, host
+//   w  (K, C / groups, R, S), host
+//   ws as for dp_cpu_conv_forward
+DP_MUST_CHECK dp_status dp_cpu_conv_backward_data(float *dx, const float *dy, const float *w,
+                                                  const dp_conv_params *p, int accumulate,
+                                                  float *ws, size_t ws_bytes);
+
+// dw = sum over the batch of dy (x)^T in im2col form, db[k] = sum of dy over n, h, w; or both
+// added to the existing values when accumulate != 0 (micro-batch gradient accumulation). The
+// sum over images runs in image order inside the GEMM (beta = 1), so it is deterministic.
+//   dw (K, C / groups, R, S), host
+//   db (K), host, or NULL when the convolution has no bias
+//   dy (N, K, out_h, out_w) NCHW, host
+//   x  (N, C, H, W) NCHW, host: the forward input
+//   ws as for dp_cpu_conv_forward
+DP_MUST_CHECK dp_status dp_cpu_conv_backward_filter(float *dw, float *db, const float *dy,
+                                                    const float *x, const dp_conv_params *p,
+                                                    int accumulate, float *ws, size_t ws_bytes);
+
+// --- building blocks (exported for the benchmarks and the tests) ---
+
+// Unfolds channels [0, C) of one image into columns.
+//   col (C * R * S, out_h * out_w) row-major, host, written; row (c * R + r) * S + s
+//   x   (C, H, W), host: one image (or one group of its channels)
+// The window dims, strides, padding and dilation come from p; p->C is not used.
+void dp_cpu_conv_im2col(float *col, const float *x, int C, const dp_conv_params *p);
+
+// Folds columns back: x += col2im(col), the adjoint of dp_cpu_conv_im2col.
+//   x   (C, H, W), host, accumulated into
+//   col (C * R * S, out_h * out_w) row-major, host
+void dp_cpu_conv_col2im(float *x, const float *col, int C, const dp_conv_params *p);
+
+DP_EXTERN_C_END
+
+#endif

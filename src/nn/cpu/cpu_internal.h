@@ -1,0 +1,34 @@
+// Helpers shared by the CPU kernels of src/nn/cpu/: argument checks that set the thread-local
+// error, and the index arithmetic of windows (convolution, pooling). Not a public header.
+#ifndef DP_NN_CPU_CPU_INTERNAL_H
+#define DP_NN_CPU_CPU_INTERNAL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/error.h"
+
+// Returns DP_ERR_ARG from the calling kernel, naming it and the argument, when ptr is NULL.
+#define DP_CPU_NEED(ptr, kernel)                                                                   \
+    do {                                                                                           \
+        if ((ptr) == NULL) {                                                                       \
+            return dp_error_set(DP_ERR_ARG, "%s: argument '%s' is NULL", (kernel), #ptr);          \
+        }                                                                                          \
+    } while (0)
+
+// floor(a / b) for b > 0 and any sign of a.
+static inline int dp__floor_div(int a, int b) {
+    int q = a / b;
+    return (a % b != 0 && a < 0) ? q - 1 : q;
+}
+
+// The outputs o in [0, n_out) whose input tap i = o * stride + offset lies in [0, n_in) form
+// one range [*lo, *hi) (empty when *lo >= *hi). stride >= 1.
+static inline void dp__tap_range(int n_out, int stride, int offset, int n_in, int *lo, int *hi) {
+    int a = -dp__floor_div(offset, stride); // ceil(-offset / stride)
+    int b = dp__floor_div(n_in - 1 - offset, stride) + 1;
+    *lo = a < 0 ? 0 : (a > n_out ? n_out : a);
+    *hi = b < *lo ? *lo : (b > n_out ? n_out : b);
+}
+
+#endif
