@@ -7,11 +7,13 @@
 
 #include "core/rng.h"
 
-void gc_fill(float *v, size_t n, float lo, float hi, uint32_t tag) {
+void gc_fill(float *v, size_t n, float lo, float hi, uint32_t tag)
+{
     dp_rng_fill_uniform(v, n, lo, hi, 0x5eedull, tag, 0, 0);
 }
 
-double gc_dot(const float *w, const float *y, size_t n) {
+double gc_dot(const float *w, const float *y, size_t n)
+{
     double sum = 0.0;
     for (size_t i = 0; i < n; i++) {
         sum += (double)w[i] * (double)y[i];
@@ -19,7 +21,8 @@ double gc_dot(const float *w, const float *y, size_t n) {
     return sum;
 }
 
-void gc_numeric_grad(double *num, float *v, size_t n, double h, gc_loss_fn loss, void *ctx) {
+void gc_numeric_grad(double *num, float *v, size_t n, double h, gc_loss_fn loss, void *ctx)
+{
     for (size_t i = 0; i < n; i++) {
         float saved = v[i];
         float plus = (float)(saved + h), minus = (float)(saved - h);
@@ -33,7 +36,8 @@ void gc_numeric_grad(double *num, float *v, size_t n, double h, gc_loss_fn loss,
 }
 
 static gc_err compare_at(const char *what, const float *got, const float *expect_f,
-                         const double *expect_d, size_t n, double floor_frac) {
+                         const double *expect_d, size_t n, double floor_frac)
+{
     double scale = 0.0;
     for (size_t i = 0; i < n; i++) {
         double e = expect_d != NULL ? expect_d[i] : expect_f[i];
@@ -59,17 +63,20 @@ static gc_err compare_at(const char *what, const float *got, const float *expect
 }
 
 gc_err gc_compare(const char *what, const float *got, const double *expect, size_t n,
-                  double floor_frac) {
+                  double floor_frac)
+{
     return compare_at(what, got, NULL, expect, n, floor_frac);
 }
 
 gc_err gc_compare_f(const char *what, const float *got, const float *expect, size_t n,
-                    double floor_frac) {
+                    double floor_frac)
+{
     return compare_at(what, got, expect, NULL, n, floor_frac);
 }
 
 gc_err gc_check(const char *what, const float *grad, float *v, size_t n, double h, gc_loss_fn loss,
-                void *ctx) {
+                void *ctx)
+{
     double *num = malloc((n > 0 ? n : 1) * sizeof(double));
     if (num == NULL) {
         gc_err fail = {INFINITY, 0, 0.0, 0.0};

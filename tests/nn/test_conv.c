@@ -42,7 +42,8 @@ typedef struct conv_fix {
     float *x, *w, *b, *y, *dy, *ws;
 } conv_fix;
 
-static void fix_init(conv_fix *f, const conv_case *c) {
+static void fix_init(conv_fix *f, const conv_case *c)
+{
     f->p = c->p;
     cr_assert_eq(dp_conv_params_resolve(&f->p), DP_OK, "%s: %s", c->name, dp_error_message());
     const dp_conv_params *p = &f->p;
@@ -65,7 +66,8 @@ static void fix_init(conv_fix *f, const conv_case *c) {
     gc_fill(f->dy, f->ny, -1.0f, 1.0f, 4);
 }
 
-static void fix_fini(conv_fix *f) {
+static void fix_fini(conv_fix *f)
+{
     free(f->x);
     free(f->w);
     free(f->b);
@@ -74,14 +76,16 @@ static void fix_fini(conv_fix *f) {
     free(f->ws);
 }
 
-static double conv_loss(void *ctx) {
+static double conv_loss(void *ctx)
+{
     conv_fix *f = ctx;
     cr_assert_eq(dp_cpu_conv_forward(f->y, f->x, f->w, f->b, &f->p, f->ws, f->ws_bytes), DP_OK);
     return gc_dot(f->dy, f->y, f->ny);
 }
 
 // Direct convolution in double: the oracle of the forward pass.
-static void conv_direct(double *y, const conv_fix *f) {
+static void conv_direct(double *y, const conv_fix *f)
+{
     const dp_conv_params *p = &f->p;
     int Cg = p->C / p->groups, Kg = p->K / p->groups;
     for (int n = 0; n < p->N; n++) {
@@ -112,7 +116,8 @@ static void conv_direct(double *y, const conv_fix *f) {
     }
 }
 
-Test(conv, forward_matches_direct_loops) {
+Test(conv, forward_matches_direct_loops)
+{
     for (int i = 0; i < N_CASES; i++) {
         conv_fix f;
         fix_init(&f, &cases[i]);
@@ -130,7 +135,8 @@ Test(conv, forward_matches_direct_loops) {
     }
 }
 
-Test(conv, backward_matches_finite_differences) {
+Test(conv, backward_matches_finite_differences)
+{
     for (int i = 0; i < N_CASES; i++) {
         conv_fix f;
         fix_init(&f, &cases[i]);
@@ -161,7 +167,8 @@ Test(conv, backward_matches_finite_differences) {
     }
 }
 
-Test(conv, accumulate_adds_to_existing_gradients) {
+Test(conv, accumulate_adds_to_existing_gradients)
+{
     for (int i = 0; i < N_CASES; i++) {
         conv_fix f;
         fix_init(&f, &cases[i]);
@@ -196,7 +203,8 @@ Test(conv, accumulate_adds_to_existing_gradients) {
     }
 }
 
-Test(conv, resolve_computes_output_dims) {
+Test(conv, resolve_computes_output_dims)
+{
     dp_conv_params p = DP_CONV_PARAMS_INIT;
     p.N = 1, p.C = 3, p.H = 28, p.W = 30, p.K = 8, p.R = 3, p.S = 5;
     p.stride_h = 2, p.stride_w = 1, p.pad_h = 1, p.pad_w = 2, p.dil_w = 2;
@@ -205,7 +213,8 @@ Test(conv, resolve_computes_output_dims) {
     cr_expect_eq(p.out_w, (30 + 4 - 9) / 1 + 1);
 }
 
-Test(conv, bad_params_are_rejected_with_the_field_and_origin) {
+Test(conv, bad_params_are_rejected_with_the_field_and_origin)
+{
     dp_conv_params p = DP_CONV_PARAMS_INIT;
     p.N = 1, p.C = 6, p.H = 8, p.W = 8, p.K = 8, p.R = 3, p.S = 3, p.groups = 4;
     cr_expect_eq(dp_conv_params_resolve(&p), DP_ERR_SHAPE);
@@ -220,7 +229,8 @@ Test(conv, bad_params_are_rejected_with_the_field_and_origin) {
     cr_expect_not_null(strstr(dp_error_message(), "stride_w = 0"), "%s", dp_error_message());
 }
 
-Test(conv, small_workspace_and_unresolved_params_are_errors) {
+Test(conv, small_workspace_and_unresolved_params_are_errors)
+{
     conv_fix f;
     fix_init(&f, &cases[0]);
     cr_expect_eq(dp_cpu_conv_forward(f.y, f.x, f.w, f.b, &f.p, f.ws, f.ws_bytes - 4), DP_ERR_ARG);

@@ -12,14 +12,16 @@
 
 // --- params ---
 
-static dp_status need_min(const char *field, int value, int min) {
+static dp_status need_min(const char *field, int value, int min)
+{
     if (value < min) {
         return dp_error_set(DP_ERR_ARG, "conv: %s = %d, must be >= %d", field, value, min);
     }
     return DP_OK;
 }
 
-static int conv_out_dim(int in, int pad, int dil, int window, int stride) {
+static int conv_out_dim(int in, int pad, int dil, int window, int stride)
+{
     int span = dil * (window - 1) + 1;
     if (in + 2 * pad < span) {
         return 0;
@@ -27,7 +29,8 @@ static int conv_out_dim(int in, int pad, int dil, int window, int stride) {
     return (in + 2 * pad - span) / stride + 1;
 }
 
-dp_status dp_conv_params_resolve(dp_conv_params *p) {
+dp_status dp_conv_params_resolve(dp_conv_params *p)
+{
     if (p == NULL) {
         return dp_error_set(DP_ERR_ARG, "conv: params are NULL");
     }
@@ -58,17 +61,20 @@ dp_status dp_conv_params_resolve(dp_conv_params *p) {
 }
 
 // 1x1, stride 1, no padding: the input of one image is already its column matrix.
-static int is_pointwise(const dp_conv_params *p) {
+static int is_pointwise(const dp_conv_params *p)
+{
     return p->R == 1 && p->S == 1 && p->stride_h == 1 && p->stride_w == 1 && p->pad_h == 0 &&
            p->pad_w == 0;
 }
 
 // One input channel per group: GEMMs would have a single row, so direct loops run instead.
-static int is_depthwise(const dp_conv_params *p) {
+static int is_depthwise(const dp_conv_params *p)
+{
     return p->groups > 1 && p->C == p->groups;
 }
 
-size_t dp_cpu_conv_workspace_bytes(const dp_conv_params *p) {
+size_t dp_cpu_conv_workspace_bytes(const dp_conv_params *p)
+{
     if (is_pointwise(p) || is_depthwise(p)) {
         return 0;
     }
@@ -78,7 +84,8 @@ size_t dp_cpu_conv_workspace_bytes(const dp_conv_params *p) {
 
 // Checks that p was resolved and that the workspace is large enough.
 static dp_status check_call(const dp_conv_params *p, const char *kernel, const float *ws,
-                            size_t ws_bytes) {
+                            size_t ws_bytes)
+{
     if (p == NULL) {
         return dp_error_set(DP_ERR_ARG, "%s: params are NULL", kernel);
     }
@@ -100,32 +107,73 @@ static dp_status check_call(const dp_conv_params *p, const char *kernel, const f
 
 // --- im2col ---
 
-void dp_cpu_conv_im2col(float *col, const float *x, int C, const dp_conv_params *p) {
+// Stride 1 and out_w == W ("same" width): output element i of a window tap reads input element
+// i + shift, so the valid rows of the tap are one contiguous copy; the columns that wrapped
+// around a row edge are zeroed afterwards. Removes the per-row overhead on small images.
+static void im2col_plane_same(float *restrict row, const float *restrict xc, int OH, int OW,
+                              int oh_lo, int oh_hi, int ow_lo, int ow_hi, int off_h, int off_w)
+{
+    memset(row, 0, (size_t)oh_lo * OW * sizeof(float));
+    if (oh_lo < oh_hi) {
+        size_t first = (size_t)oh_lo * OW + ow_lo, end = (size_t)(oh_hi - 1) * OW + ow_hi;
+        const float *src = xc + ((size_t)(oh_lo + off_h) * OW + (size_t)(ow_lo + off_w));
+        memcpy(row + first, src, (end - first) * sizeof(float));
+        for (int oh = oh_lo; oh < oh_hi; oh++) {
+            float *dst = row + (size_t)oh * OW;
+            for (int ow = 0; ow < ow_lo; ow++) {
+                dst[ow] = 0.0f;
+            }
+            for (int ow = ow_hi; ow < OW; ow++) {
+                dst[ow] = 0.0f;
+            }
+        }
+    }
+    memset(row + (size_t)oh_hi * OW, 0, (size_t)(OH - oh_hi) * OW * sizeof(float));
+}
+
+// One output row of im2col: dst[ow] = xr[ow * stride + off] for ow in [lo, hi), 0 elsewhere.
+// Plain loops, not memset/memcpy: the rows are short (tens of floats) and calls would dominate.
+static inline void im2col_row(float *restrict dst, const float *restrict xr, int OW, int lo, int hi,
+                              int stride, int off)
+{
+    for (int ow = 0; ow < lo; ow++) {
+        dst[ow] = 0.0f;
+    }
+    if (stride == 1) {
+        for (int ow = lo; ow < hi; ow++) {
+            dst[ow] = xr[ow + off];
+        }
+    } else {
+        for (int ow = lo; ow < hi; ow++) {
+            dst[ow] = xr[ow * stride + off];
+        }
+    }
+    for (int ow = hi; ow < OW; ow++) {
+        dst[ow] = 0.0f;
+    }
+}
+
+void dp_cpu_conv_im2col(float *col, size_t ldcol, const float *x, int C, const dp_conv_params *p)
+{
     const int OH = p->out_h, OW = p->out_w, H = p->H, W = p->W;
-    const size_t ohw = (size_t)OH * (size_t)OW;
+    const int same = p->stride_h == 1 && p->stride_w == 1 && OW == W;
     for (int c = 0; c < C; c++) {
         const float *xc = x + (size_t)c * H * W;
         for (int r = 0; r < p->R; r++) {
             int off_h = r * p->dil_h - p->pad_h, oh_lo, oh_hi;
             dp__tap_range(OH, p->stride_h, off_h, H, &oh_lo, &oh_hi);
             for (int s = 0; s < p->S; s++) {
-                float *row = col + ((size_t)(c * p->R + r) * p->S + s) * ohw;
+                float *row = col + ((size_t)(c * p->R + r) * p->S + s) * ldcol;
                 int off_w = s * p->dil_w - p->pad_w, ow_lo, ow_hi;
                 dp__tap_range(OW, p->stride_w, off_w, W, &ow_lo, &ow_hi);
+                if (same && ow_lo < ow_hi) {
+                    im2col_plane_same(row, xc, OH, OW, oh_lo, oh_hi, ow_lo, ow_hi, off_h, off_w);
+                    continue;
+                }
                 memset(row, 0, (size_t)oh_lo * OW * sizeof(float));
                 for (int oh = oh_lo; oh < oh_hi; oh++) {
-                    float *dst = row + (size_t)oh * OW;
                     const float *xr = xc + (size_t)(oh * p->stride_h + off_h) * W;
-                    memset(dst, 0, (size_t)ow_lo * sizeof(float));
-                    if (p->stride_w == 1) {
-                        memcpy(dst + ow_lo, xr + ow_lo + off_w,
-                               (size_t)(ow_hi - ow_lo) * sizeof(float));
-                    } else {
-                        for (int ow = ow_lo; ow < ow_hi; ow++) {
-                            dst[ow] = xr[ow * p->stride_w + off_w];
-                        }
-                    }
-                    memset(dst + ow_hi, 0, (size_t)(OW - ow_hi) * sizeof(float));
+                    im2col_row(row + (size_t)oh * OW, xr, OW, ow_lo, ow_hi, p->stride_w, off_w);
                 }
                 memset(row + (size_t)oh_hi * OW, 0, (size_t)(OH - oh_hi) * OW * sizeof(float));
             }
@@ -133,16 +181,16 @@ void dp_cpu_conv_im2col(float *col, const float *x, int C, const dp_conv_params 
     }
 }
 
-void dp_cpu_conv_col2im(float *x, const float *col, int C, const dp_conv_params *p) {
+void dp_cpu_conv_col2im(float *x, const float *col, size_t ldcol, int C, const dp_conv_params *p)
+{
     const int OH = p->out_h, OW = p->out_w, H = p->H, W = p->W;
-    const size_t ohw = (size_t)OH * (size_t)OW;
     for (int c = 0; c < C; c++) {
         float *xc = x + (size_t)c * H * W;
         for (int r = 0; r < p->R; r++) {
             int off_h = r * p->dil_h - p->pad_h, oh_lo, oh_hi;
             dp__tap_range(OH, p->stride_h, off_h, H, &oh_lo, &oh_hi);
             for (int s = 0; s < p->S; s++) {
-                const float *row = col + ((size_t)(c * p->R + r) * p->S + s) * ohw;
+                const float *row = col + ((size_t)(c * p->R + r) * p->S + s) * ldcol;
                 int off_w = s * p->dil_w - p->pad_w, ow_lo, ow_hi;
                 dp__tap_range(OW, p->stride_w, off_w, W, &ow_lo, &ow_hi);
                 for (int oh = oh_lo; oh < oh_hi; oh++) {
@@ -160,7 +208,8 @@ void dp_cpu_conv_col2im(float *x, const float *col, int C, const dp_conv_params 
 // --- bias ---
 
 // y[n, k, :] += bias[k] for one image.
-static void add_bias(float *y, const float *bias, int K, size_t ohw) {
+static void add_bias(float *y, const float *bias, int K, size_t ohw)
+{
     for (int k = 0; k < K; k++) {
         float b = bias[k];
         float *yk = y + (size_t)k * ohw;
@@ -171,7 +220,8 @@ static void add_bias(float *y, const float *bias, int K, size_t ohw) {
 }
 
 // db[k] (+)= sum of dy over n and the plane, summed in double in (n, i) order.
-static void bias_grad(float *db, const float *dy, int N, int K, size_t ohw, int accumulate) {
+static void bias_grad(float *db, const float *dy, int N, int K, size_t ohw, int accumulate)
+{
     for (int k = 0; k < K; k++) {
         double sum = 0.0;
         for (int n = 0; n < N; n++) {
@@ -186,7 +236,8 @@ static void bias_grad(float *db, const float *dy, int N, int K, size_t ohw, int 
 
 // --- depthwise (one input channel per group, K / groups filters each) ---
 
-static void depthwise_forward(float *y, const float *x, const float *w, const dp_conv_params *p) {
+static void depthwise_forward(float *y, const float *x, const float *w, const dp_conv_params *p)
+{
     const int OH = p->out_h, OW = p->out_w, mult = p->K / p->groups;
     const size_t hw = (size_t)p->H * p->W, ohw = (size_t)OH * OW;
     for (int n = 0; n < p->N; n++) {
@@ -215,7 +266,8 @@ static void depthwise_forward(float *y, const float *x, const float *w, const dp
 }
 
 static void depthwise_backward_data(float *dx, const float *dy, const float *w,
-                                    const dp_conv_params *p) {
+                                    const dp_conv_params *p)
+{
     const int OH = p->out_h, OW = p->out_w, mult = p->K / p->groups;
     const size_t hw = (size_t)p->H * p->W, ohw = (size_t)OH * OW;
     for (int n = 0; n < p->N; n++) {
@@ -245,7 +297,8 @@ static void depthwise_backward_data(float *dx, const float *dy, const float *w,
 // dw[k, r, s] += sum over the batch of dy * x at that tap; partial sums per row in float,
 // accumulated in double in (n, oh) order.
 static void depthwise_backward_filter(float *dw, const float *dy, const float *x,
-                                      const dp_conv_params *p) {
+                                      const dp_conv_params *p)
+{
     const int OH = p->out_h, OW = p->out_w, mult = p->K / p->groups;
     const size_t hw = (size_t)p->H * p->W, ohw = (size_t)OH * OW;
     for (int k = 0; k < p->K; k++) {
@@ -279,7 +332,8 @@ static void depthwise_backward_filter(float *dw, const float *dy, const float *x
 // --- kernels ---
 
 dp_status dp_cpu_conv_forward(float *y, const float *x, const float *w, const float *bias,
-                              const dp_conv_params *p, float *ws, size_t ws_bytes) {
+                              const dp_conv_params *p, float *ws, size_t ws_bytes)
+{
     DP_TRY(check_call(p, "conv forward", ws, ws_bytes));
     DP_CPU_NEED(y, "conv forward");
     DP_CPU_NEED(x, "conv forward");
@@ -300,7 +354,7 @@ dp_status dp_cpu_conv_forward(float *y, const float *x, const float *w, const fl
             float *yg = y + ((size_t)n * p->K + (size_t)g * Kg) * ohw;
             const float *cols = xg;
             if (!pointwise) {
-                dp_cpu_conv_im2col(ws, xg, Cg, p);
+                dp_cpu_conv_im2col(ws, ohw, xg, Cg, p);
                 cols = ws;
             }
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Kg, (int)ohw, crs, 1.0f,
@@ -315,7 +369,8 @@ dp_status dp_cpu_conv_forward(float *y, const float *x, const float *w, const fl
 
 dp_status dp_cpu_conv_backward_data(float *dx, const float *dy, const float *w,
                                     const dp_conv_params *p, int accumulate, float *ws,
-                                    size_t ws_bytes) {
+                                    size_t ws_bytes)
+{
     DP_TRY(check_call(p, "conv backward_data", ws, ws_bytes));
     DP_CPU_NEED(dx, "conv backward_data");
     DP_CPU_NEED(dy, "conv backward_data");
@@ -345,7 +400,7 @@ dp_status dp_cpu_conv_backward_data(float *dx, const float *dy, const float *w,
             if (!accumulate) {
                 memset(dxg, 0, (size_t)Cg * hw * sizeof(float));
             }
-            dp_cpu_conv_col2im(dxg, ws, Cg, p);
+            dp_cpu_conv_col2im(dxg, ws, ohw, Cg, p);
         }
     }
     return DP_OK;
@@ -353,7 +408,8 @@ dp_status dp_cpu_conv_backward_data(float *dx, const float *dy, const float *w,
 
 dp_status dp_cpu_conv_backward_filter(float *dw, float *db, const float *dy, const float *x,
                                       const dp_conv_params *p, int accumulate, float *ws,
-                                      size_t ws_bytes) {
+                                      size_t ws_bytes)
+{
     DP_TRY(check_call(p, "conv backward_filter", ws, ws_bytes));
     DP_CPU_NEED(dw, "conv backward_filter");
     DP_CPU_NEED(dy, "conv backward_filter");
@@ -378,7 +434,7 @@ dp_status dp_cpu_conv_backward_filter(float *dw, float *db, const float *dy, con
             const float *dyg = dy + ((size_t)n * p->K + (size_t)g * Kg) * ohw;
             const float *cols = xg;
             if (!pointwise) {
-                dp_cpu_conv_im2col(ws, xg, Cg, p);
+                dp_cpu_conv_im2col(ws, ohw, xg, Cg, p);
                 cols = ws;
             }
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Kg, crs, (int)ohw, 1.0f, dyg,

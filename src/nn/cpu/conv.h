@@ -32,7 +32,9 @@ typedef struct dp_conv_params {
 // Defaults that make an unset field detectable (N = 0 is rejected) and leave stride, dilation
 // and groups at 1.
 #define DP_CONV_PARAMS_INIT                                                                        \
-    { .stride_h = 1, .stride_w = 1, .dil_h = 1, .dil_w = 1, .groups = 1 }
+    {                                                                                              \
+        .stride_h = 1, .stride_w = 1, .dil_h = 1, .dil_w = 1, .groups = 1                          \
+    }
 
 // Checks every dim and sets p->out_h = (H + 2 pad_h - dil_h (R - 1) - 1) / stride_h + 1 (and
 // likewise out_w). Returns DP_ERR_ARG for a dim out of range (N, C, H, W, K, R, S, strides and
@@ -80,15 +82,16 @@ DP_MUST_CHECK dp_status dp_cpu_conv_backward_filter(float *dw, float *db, const 
 // --- building blocks (exported for the benchmarks and the tests) ---
 
 // Unfolds channels [0, C) of one image into columns.
-//   col (C * R * S, out_h * out_w) row-major, host, written; row (c * R + r) * S + s
+//   col (C * R * S, out_h * out_w) row-major with row stride ldcol >= out_h * out_w floats
+//       (larger to place several images side by side), host, written; row (c * R + r) * S + s
 //   x   (C, H, W), host: one image (or one group of its channels)
 // The window dims, strides, padding and dilation come from p; p->C is not used.
-void dp_cpu_conv_im2col(float *col, const float *x, int C, const dp_conv_params *p);
+void dp_cpu_conv_im2col(float *col, size_t ldcol, const float *x, int C, const dp_conv_params *p);
 
 // Folds columns back: x += col2im(col), the adjoint of dp_cpu_conv_im2col.
 //   x   (C, H, W), host, accumulated into
-//   col (C * R * S, out_h * out_w) row-major, host
-void dp_cpu_conv_col2im(float *x, const float *col, int C, const dp_conv_params *p);
+//   col (C * R * S, out_h * out_w) row-major with row stride ldcol, host
+void dp_cpu_conv_col2im(float *x, const float *col, size_t ldcol, int C, const dp_conv_params *p);
 
 DP_EXTERN_C_END
 

@@ -17,14 +17,16 @@
     } while (0)
 
 // floor(a / b) for b > 0 and any sign of a.
-static inline int dp__floor_div(int a, int b) {
+static inline int dp__floor_div(int a, int b)
+{
     int q = a / b;
     return (a % b != 0 && a < 0) ? q - 1 : q;
 }
 
 // The outputs o in [0, n_out) whose input tap i = o * stride + offset lies in [0, n_in) form
 // one range [*lo, *hi) (empty when *lo >= *hi). stride >= 1.
-static inline void dp__tap_range(int n_out, int stride, int offset, int n_in, int *lo, int *hi) {
+static inline void dp__tap_range(int n_out, int stride, int offset, int n_in, int *lo, int *hi)
+{
     int a = -dp__floor_div(offset, stride); // ceil(-offset / stride)
     int b = dp__floor_div(n_in - 1 - offset, stride) + 1;
     *lo = a < 0 ? 0 : (a > n_out ? n_out : a);
