@@ -1,5 +1,5 @@
 // Shared helpers of the io suites: a scratch directory per test (made in .init, removed with
-// its files in .fini), message checks and running a command. Test code only.
+// everything in it in .fini), message checks and running a command. Test code only.
 #ifndef DP_TESTS_IO_TEST_UTIL_H
 #define DP_TESTS_IO_TEST_UTIL_H
 
@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "core/error.h"
@@ -20,33 +21,47 @@ static inline void scratch_make(void)
     cr_assert_not_null(mkdtemp(scratch_dir), "mkdtemp failed");
 }
 
-// Removes the scratch directory and the files in it (tests make no subdirectories).
-static inline void scratch_remove(void)
+// Removes dir and everything under it (no symbolic links are followed).
+static inline void remove_tree(const char *dir)
 {
-    if (scratch_dir[0] == '\0') {
-        return;
-    }
-    DIR *dir = opendir(scratch_dir);
-    if (dir != NULL) {
+    DIR *d = opendir(dir);
+    if (d != NULL) {
         struct dirent *e;
-        char path[768];
-        while ((e = readdir(dir)) != NULL) {
-            if (strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0) {
-                snprintf(path, sizeof path, "%s/%s", scratch_dir, e->d_name);
+        char path[1024];
+        struct stat sb;
+        while ((e = readdir(d)) != NULL) {
+            if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0) {
+                continue;
+            }
+            int len = snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+            if (len < 0 || (size_t)len >= sizeof path) {
+                continue;
+            }
+            if (lstat(path, &sb) == 0 && S_ISDIR(sb.st_mode)) {
+                remove_tree(path);
+            } else {
                 remove(path);
             }
         }
-        closedir(dir);
+        closedir(d);
     }
-    rmdir(scratch_dir);
+    rmdir(dir);
 }
 
-// A path inside the scratch directory (one of four rotating static buffers).
+static inline void scratch_remove(void)
+{
+    if (scratch_dir[0] != '\0') {
+        remove_tree(scratch_dir);
+    }
+}
+
+// A path inside the scratch directory, in one of eight rotating static buffers: copy it if it
+// must outlive eight more calls.
 static inline const char *scratch_path(const char *name)
 {
-    static char buf[4][512];
+    static char buf[8][512];
     static int next;
-    char *p = buf[next++ % 4];
+    char *p = buf[next++ % 8];
     snprintf(p, sizeof buf[0], "%s/%s", scratch_dir, name);
     return p;
 }
