@@ -219,16 +219,14 @@ static void add_bias(float *y, const float *bias, int K, size_t ohw)
     }
 }
 
-// db[k] (+)= sum of dy over n and the plane, summed in double in (n, i) order.
+// db[k] (+)= sum of dy over n and the plane: blocked plane sums (reduce.c) added in double in
+// image order.
 static void bias_grad(float *db, const float *dy, int N, int K, size_t ohw, int accumulate)
 {
     for (int k = 0; k < K; k++) {
         double sum = 0.0;
         for (int n = 0; n < N; n++) {
-            const float *dyk = dy + ((size_t)n * K + k) * ohw;
-            for (size_t i = 0; i < ohw; i++) {
-                sum += dyk[i];
-            }
+            sum += dp__sum(dy + ((size_t)n * K + k) * ohw, ohw);
         }
         db[k] = accumulate ? (float)(db[k] + sum) : (float)sum;
     }

@@ -33,4 +33,19 @@ static inline void dp__tap_range(int n_out, int stride, int offset, int n_in, in
     *hi = b < *lo ? *lo : (b > n_out ? n_out : b);
 }
 
+// --- blocked sums (reduce.c) ---
+// Float partial sums in 8 lanes over blocks of DP__SUM_BLOCK elements, the blocks added in
+// double: vectorizable, accurate to about the float rounding of one block, and in a fixed order
+// (deterministic for a given n).
+enum { DP__SUM_BLOCK = 256 };
+
+// sum_i x[i]
+double dp__sum(const float *x, size_t n);
+
+// sum_i (x[i] - shift)^2
+double dp__sum_sq_dev(const float *x, size_t n, float shift);
+
+// sum_i a[i] (b[i] - shift)
+double dp__dot_dev(const float *a, const float *b, size_t n, float shift);
+
 #endif
