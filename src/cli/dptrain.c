@@ -12,6 +12,7 @@
 #include "dp_config.h"
 #include "io/h5_info.h"
 #include "nn/cpu/blas.h"
+#include "nn/net.h"
 
 enum { EXIT_USAGE = 2, MAX_SETS = 256 };
 
@@ -97,40 +98,27 @@ static void print_version(void)
     dp_error_clear();
 }
 
-// Prints every section with its keys, then a summary line.
-static void print_check(const dp_cfg *cfg)
+// Prints the sections that are not layers ([net], [data], [train]) with their keys; the layer
+// table follows from dp_net_print_summary.
+static void print_settings(const dp_cfg *cfg)
 {
-    int n = dp_cfg_section_count(cfg), layers = 0;
     printf("cfg %s\n", dp_cfg_path(cfg));
-    printf("%5s  %-16s %6s  %s\n", "layer", "section", "line", "keys");
-    for (int i = 0; i < n; i++) {
+    for (int i = 0; i < dp_cfg_section_count(cfg); i++) {
         const dp_cfg_section *s = dp_cfg_section_at(cfg, i);
         const dp_cfg_section_spec *spec = dp_cfg_schema_section(dp_cfg_section_name(s));
-        int is_layer = spec != NULL && (spec->flags & DP_CFG_SECTION_LAYER);
-        char idx[16] = "-";
-        if (is_layer) {
-            snprintf(idx, sizeof idx, "%d", layers++);
+        if (spec != NULL && (spec->flags & DP_CFG_SECTION_LAYER)) {
+            continue;
         }
         char name[64];
         snprintf(name, sizeof name, "[%s]", dp_cfg_section_name(s));
-        printf("%5s  %-16s %6d  ", idx, name, dp_cfg_section_line(s));
+        printf("%-8s", name);
         for (int k = 0; k < dp_cfg_section_key_count(s); k++) {
             const char *value;
             const char *key = dp_cfg_section_key_at(s, k, &value, NULL);
-            printf("%s%s=%s", k > 0 ? " " : "", key, value);
+            printf(" %s=%s", key, value);
         }
         printf("\n");
     }
-    const dp_cfg_section *net = dp_cfg_find(cfg, "net");
-    long h = 0, w = 0, c = 0, batch = 1;
-    if (dp_cfg_get_int(net, "height", 0, &h) != DP_OK ||
-        dp_cfg_get_int(net, "width", 0, &w) != DP_OK ||
-        dp_cfg_get_int(net, "channels", 0, &c) != DP_OK ||
-        dp_cfg_get_int(net, "batch", 1, &batch) != DP_OK) {
-        dp_error_clear();
-    }
-    printf("cfg ok: sections=%d layers=%d input=%ldx%ldx%ld batch=%ld\n", n, layers, h, w, c,
-           batch);
 }
 
 static int run_check(const options *opt)
@@ -149,9 +137,16 @@ static int run_check(const options *opt)
         dp_cfg_destroy(cfg);
         return fail();
     }
-    print_check(cfg);
+    dp_net *net = NULL;
+    if (dp_net_create(&net, cfg, NULL) != DP_OK) {
+        dp_cfg_destroy(cfg);
+        return fail();
+    }
+    print_settings(cfg);
+    dp_status st = dp_net_print_summary(net, stdout);
+    dp_net_destroy(net);
     dp_cfg_destroy(cfg);
-    return 0;
+    return st == DP_OK ? 0 : fail();
 }
 
 // Returns -1 when parsing succeeded, else the exit status to return (0 for --help/--version).

@@ -35,13 +35,12 @@ static dp_status route_infer(dp_layer *l, const dp_net *net)
     for (int i = 0; i < l->n_inputs; i++) {
         dp_shape s = dp_net_shape_of(net, l->inputs[i]);
         if (s.dims[1] != first.dims[1] || s.dims[2] != first.dims[2]) {
-            char a[64], b[64];
+            char a[64];
             return dp_layer_error(l, DP_ERR_SHAPE,
                                   "expected layer %d to be %lldx%lld like layer %d, got %s",
                                   l->inputs[i], (long long)first.dims[1],
                                   (long long)first.dims[2], l->inputs[0],
                                   dp_layer_shape_str(&s, a, sizeof a));
-            (void)b;
         }
         channels += s.dims[0];
     }

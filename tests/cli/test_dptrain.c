@@ -116,8 +116,9 @@ Test(dptrain_cli, check_accepts_shipped_config)
     const char *args[] = {"--check", path, NULL};
     run_dptrain(&r, args);
     cr_expect_eq(r.status, 0, "stderr: %s", r.err);
-    cr_expect_not_null(strstr(r.out, "cfg ok: sections=38 layers=35 input=28x28x1 batch=128"),
+    cr_expect_not_null(strstr(r.out, "\ncheck: layers=35 params=272186 output=1x1x10 flops="),
                        "%s", r.out);
+    cr_expect_not_null(strstr(r.out, "[train]  epochs=12"), "%s", r.out);
     cr_expect_eq(r.err[0], '\0', "no warnings for a dptrain cfg: %s", r.err);
 }
 
@@ -136,12 +137,12 @@ Test(dptrain_cli, malformed_cfg_names_file_line_and_key_once)
 Test(dptrain_cli, set_overrides_and_bad_set_is_reported_as_command_line)
 {
     const char *path = "dptrain_cli_set.cfg";
-    write_text(path, "[net]\nheight=28\nwidth=28\nchannels=1\nbatch=32\n");
+    write_text(path, "[net]\nheight=28\nwidth=28\nchannels=1\nbatch=32\n[connected]\noutput=10\n");
     const char *ok[] = {"--check", path, "--set", "net.batch=64", "--set=train.epochs=1", NULL};
     run_dptrain(&r, ok);
     cr_expect_eq(r.status, 0, "%s", r.err);
     cr_expect_not_null(strstr(r.out, "batch=64"), "%s", r.out);
-    cr_expect_not_null(strstr(r.out, "[train]"), "%s", r.out);
+    cr_expect_not_null(strstr(r.out, "[train]  epochs=1"), "%s", r.out);
     const char *bad[] = {"--check", path, "--set", "net.batch=-4", NULL};
     run_dptrain(&r, bad);
     cr_expect_eq(r.status, 1);
