@@ -14,7 +14,7 @@
 
 DP_EXTERN_C_BEGIN
 
-enum { DP_LAYER_MAX_INPUTS = 16, DP_LAYER_MAX_PARAMS = 4 };
+enum { DP_LAYER_MAX_INPUTS = 16, DP_LAYER_MAX_PARAMS = 4, DP_LAYER_MAX_BUFFERS = 2 };
 
 typedef struct dp_layer dp_layer;
 typedef struct dp_layer_ops dp_layer_ops;
@@ -48,6 +48,23 @@ typedef struct dp_param {
     float *grad;   // view into the flat gradient buffer
 } dp_param;
 
+// What one forward or backward pass of a micro-batch needs to know. Memory it points to is
+// planned by the network; nothing here is allocated per step.
+struct dp_step {
+    int n;                // samples in this micro-batch
+    int train;            // 1: batch statistics, dropout, a backward pass follows
+    int accumulate;       // 1: add parameter gradients to those already there
+    long step;            // optimizer step (keys dropout masks)
+    uint64_t seed;        // run seed (keys dropout masks)
+    int64_t first_sample; // global index of sample 0 of this micro-batch
+    const int32_t *labels; // (n) class indices, host
+    float loss_scale;     // dL/dlogit factor: 1 / global batch, so summed gradients average
+    float *scratch[2];    // two shared host buffers of scratch_floats each
+    size_t scratch_floats;
+    float *ws;            // shared kernel workspace, host
+    size_t ws_bytes;
+};
+
 struct dp_layer {
     const dp_layer_ops *ops;
     int index;
@@ -60,7 +77,17 @@ struct dp_layer {
     double flops;                    // forward FLOPs per sample (2 per multiply-add)
     int n_params;
     dp_param params[DP_LAYER_MAX_PARAMS];
+    int n_buffers; // non-trainable tensors kept with the model (batch-norm running statistics)
+    dp_param buffers[DP_LAYER_MAX_BUFFERS]; // grad is NULL
     void *priv; // the type's own state, owned by the layer (ops->destroy)
+
+    // --- planned memory, set by the network before the first step ---
+    float *x[DP_LAYER_MAX_INPUTS];  // inputs: the producers' outputs (n, C_k, H_k, W_k), host
+    float *dx[DP_LAYER_MAX_INPUTS]; // their gradients, or NULL for the network input
+    int dx_accumulate[DP_LAYER_MAX_INPUTS]; // 1: add into dx[k] (another consumer wrote it)
+    float *y;    // (n, out_shape) output, host
+    float *dy;   // (n, out_shape) gradient of the output, host; NULL outside training
+    void *state; // state_bytes(l, n) bytes of the layer's own saved tensors, 64-byte aligned
 };
 
 struct dp_layer_ops {
@@ -71,8 +98,16 @@ struct dp_layer_ops {
     // From the input shapes (net gives every earlier layer's out_shape): sets l->out_shape,
     // l->flops and l->params[].spec. A mismatch is DP_ERR_SHAPE via dp_layer_error.
     dp_status (*infer_shape)(dp_layer *l, const dp_net *net);
-    // Scratch bytes one forward or backward of a batch of n samples needs (shared by layers).
+    // Scratch bytes one forward or backward of a batch of n samples needs (shared by layers);
+    // NULL: none.
     size_t (*workspace_bytes)(const dp_layer *l, int n);
+    // Bytes of tensors saved from forward for backward, for n samples; NULL: none.
+    size_t (*state_bytes)(const dp_layer *l, int n);
+    // y from x (and the parameters); in training also what backward needs into state.
+    dp_status (*forward)(dp_layer *l, const dp_step *step);
+    // From dy: parameter gradients (added when step->accumulate) and dx[k] (added when
+    // dx_accumulate[k]); dx[k] may be NULL.
+    dp_status (*backward)(dp_layer *l, const dp_step *step);
     void (*destroy)(dp_layer *l); // frees l->priv; NULL when priv needs only free()
 };
 

@@ -3,15 +3,18 @@
 // padding, dilation * (size / 2). batch_normalize=1 adds batch norm after the convolution, whose
 // shift (biases) replaces the convolution bias, as in Darknet.
 #include "core/error.h"
+#include "nn/cpu/accum.h"
+#include "nn/cpu/conv.h"
 #include "nn/layer_internal.h"
+#include "nn/layer_post.h"
 
 typedef struct conv_priv {
     int filters, size, stride, padding, dilation, groups;
     int batch_normalize;
     int bias; // the convolution's own bias (off under batch norm)
-    const char *activation;
-    double slope; // leaky slope
     const char *init;
+    dp__post post;
+    dp_conv_params p; // N set per step
 } conv_priv;
 
 static dp_status conv_parse(dp_layer *l, const dp_cfg_section *s)
@@ -29,8 +32,7 @@ static dp_status conv_parse(dp_layer *l, const dp_cfg_section *s)
     DP_TRY(dp_cfg_get_int(s, "groups", 1, &groups));
     DP_TRY(dp_cfg_get_bool(s, "batch_normalize", 0, &c->batch_normalize));
     DP_TRY(dp_cfg_get_bool(s, "bias", !c->batch_normalize, &c->bias));
-    DP_TRY(dp_cfg_get_str(s, "activation", "logistic", &c->activation));
-    DP_TRY(dp_cfg_get_float(s, "slope", 0.1, &c->slope));
+    DP_TRY(dp__post_parse(l, s, "logistic", c->batch_normalize, &c->post));
     DP_TRY(dp_cfg_get_str(s, "init", "default", &c->init));
     c->filters = (int)filters;
     c->size = (int)size;
@@ -70,19 +72,78 @@ static dp_status conv_infer(dp_layer *l, const dp_net *net)
     dp__layer_add_param(l, "weights", dp_shape_make(4, dims), DP_PARAM_INIT_WEIGHT, fan_in,
                         fan_out, 1);
     int64_t k[1] = {c->filters};
-    if (c->batch_normalize) {
-        dp__layer_add_param(l, "scales", dp_shape_make(1, k), DP_PARAM_INIT_ONE, 0, 0, 0);
-        dp__layer_add_param(l, "biases", dp_shape_make(1, k), DP_PARAM_INIT_ZERO, 0, 0, 0);
-    } else if (c->bias) {
+    if (c->bias) {
         dp__layer_add_param(l, "biases", dp_shape_make(1, k), DP_PARAM_INIT_BIAS, fan_in, 0, 0);
     }
+    dp__post_add_params(l, &c->post, c->filters);
     l->flops = 2.0 * (double)c->filters * (double)cin * c->size * c->size * (double)out_h *
                (double)out_w;
+    dp_conv_params p = DP_CONV_PARAMS_INIT;
+    p.N = 1;
+    p.C = (int)C;
+    p.H = (int)H;
+    p.W = (int)W;
+    p.K = c->filters;
+    p.R = p.S = c->size;
+    p.stride_h = p.stride_w = c->stride;
+    p.pad_h = p.pad_w = c->padding;
+    p.dil_h = p.dil_w = c->dilation;
+    p.groups = c->groups;
+    if (dp_conv_params_resolve(&p) != DP_OK) {
+        return dp_layer_error(l, DP_ERR_SHAPE, "%s", dp_error_message());
+    }
+    c->p = p;
     return DP_OK;
+}
+
+static size_t conv_workspace_bytes(const dp_layer *l, int n)
+{
+    const conv_priv *c = l->priv;
+    dp_conv_params p = c->p;
+    p.N = n;
+    return dp_cpu_conv_workspace_bytes(&p);
+}
+
+static size_t conv_state_bytes(const dp_layer *l, int n)
+{
+    const conv_priv *c = l->priv;
+    return dp__post_state_bytes(&c->post, n, c->filters, (size_t)(c->p.out_h * c->p.out_w));
+}
+
+static dp_status conv_forward(dp_layer *l, const dp_step *s)
+{
+    conv_priv *c = l->priv;
+    dp_conv_params p = c->p;
+    p.N = s->n;
+    const float *bias = c->bias ? l->params[1].data : NULL;
+    DP_TRY(dp_cpu_conv_forward(dp__post_raw(l, &c->post), l->x[0], l->params[0].data, bias, &p,
+                               s->ws, s->ws_bytes));
+    return dp__post_forward(l, &c->post, s, c->filters, (size_t)(p.out_h * p.out_w));
+}
+
+static dp_status conv_backward(dp_layer *l, const dp_step *s)
+{
+    conv_priv *c = l->priv;
+    dp_conv_params p = c->p;
+    p.N = s->n;
+    const float *dz;
+    DP_TRY(dp__post_backward(l, &c->post, s, c->filters, (size_t)(p.out_h * p.out_w), &dz));
+    float *db = c->bias ? l->params[1].grad : NULL;
+    DP_TRY(dp_cpu_conv_backward_filter(l->params[0].grad, db, dz, l->x[0], &p, s->accumulate,
+                                       s->ws, s->ws_bytes));
+    if (l->dx[0] == NULL) {
+        return DP_OK;
+    }
+    return dp_cpu_conv_backward_data(l->dx[0], dz, l->params[0].data, &p, l->dx_accumulate[0],
+                                     s->ws, s->ws_bytes);
 }
 
 const dp_layer_ops dp_layer_conv_ops = {
     .name = "convolutional",
     .parse = conv_parse,
     .infer_shape = conv_infer,
+    .workspace_bytes = conv_workspace_bytes,
+    .state_bytes = conv_state_bytes,
+    .forward = conv_forward,
+    .backward = conv_backward,
 };

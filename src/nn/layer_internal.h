@@ -29,4 +29,8 @@ int dp__layer_ref(const dp_layer *l, long v);
 void dp__layer_add_param(dp_layer *l, const char *name, dp_shape shape, dp_param_init init,
                          int fan_in, int fan_out, int decay);
 
+// Appends a non-trainable tensor (batch-norm running statistics) to l->buffers, filled with
+// value at initialization.
+void dp__layer_add_buffer(dp_layer *l, const char *name, dp_shape shape, float value);
+
 #endif

@@ -55,3 +55,14 @@ void dp__layer_add_param(dp_layer *l, const char *name, dp_shape shape, dp_param
     p->spec.fan_out = fan_out;
     p->spec.decay = decay;
 }
+
+void dp__layer_add_buffer(dp_layer *l, const char *name, dp_shape shape, float value)
+{
+    DP_ASSERT(l->n_buffers < DP_LAYER_MAX_BUFFERS);
+    dp_param *p = &l->buffers[l->n_buffers++];
+    memset(p, 0, sizeof *p);
+    p->spec.name = name;
+    p->spec.shape = shape;
+    p->spec.init = DP_PARAM_INIT_CONST;
+    p->spec.value = value;
+}

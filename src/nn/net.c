@@ -10,16 +10,9 @@
 
 #include "core/cfg_schema.h"
 #include "core/error.h"
+#include "nn/layer_internal.h"
+#include "nn/net_internal.h"
 
-struct dp_net {
-    const dp_cfg *cfg;
-    int batch;
-    dp_shape input; // (C, H, W)
-    dp_layer *layers;
-    int n_layers;
-    size_t n_params;
-    double flops;
-};
 
 dp_status dp_layer_error(const dp_layer *l, dp_status st, const char *fmt, ...)
 {
@@ -126,6 +119,9 @@ static dp_status infer_shapes(dp_net *net)
             net->n_params += (size_t)dp_shape_count(&l->params[p].spec.shape);
         }
         net->flops += l->flops;
+        if (l->ops == &dp_layer_softmax_ops) {
+            net->loss_layer = i;
+        }
     }
     return DP_OK;
 }
@@ -151,6 +147,7 @@ dp_status dp_net_create(dp_net **out, const dp_cfg *cfg, const dp_net_config *nc
         return dp_error_set(DP_ERR_NOMEM, "%s: out of memory", dp_cfg_path(cfg));
     }
     net->cfg = cfg;
+    net->loss_layer = -1;
     dp_status st;
     DP_TRY_GOTO(read_input_shape(net, cfg, nc), st, fail);
     DP_TRY_GOTO(parse_layers(net, cfg), st, fail);
@@ -177,6 +174,7 @@ void dp_net_destroy(dp_net *net)
         }
     }
     free(net->layers);
+    dp_arena_destroy(net->arena);
     free(net);
 }
 
