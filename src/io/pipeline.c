@@ -1,8 +1,10 @@
-// The prefetch pipeline: a ring of K slots, each going FREE -> READING (reader thread) ->
-// DECODING (workers take chunks of samples) -> READY -> HELD (consumer) -> FREE. One mutex
-// guards every slot state and counter; three condition variables wake the reader (a slot was
-// freed), the workers (samples to decode) and the consumer (a batch is ready, an error, the
-// end). Slot buffers are touched without the lock only by the thread whose state owns them.
+// The prefetch pipeline: K slots, each going FREE -> READING (reader thread) -> DECODING
+// (workers take chunks of samples, oldest batch first) -> READY -> HELD (consumer) -> FREE.
+// The reader puts batch number seq into any free slot; the consumer pops seq 0, 1, 2, ... in
+// order. One mutex guards every slot state and counter; three condition variables wake the
+// reader (a slot was freed), the workers (samples to decode) and the consumer (a batch is
+// ready, an error, the end). Slot buffers are touched without the lock only by the thread whose
+// state owns them.
 #include "io/pipeline.h"
 
 #include <pthread.h>
@@ -27,6 +29,7 @@ typedef enum slot_state {
 
 typedef struct slot {
     slot_state state;
+    int64_t seq;         // position of its batch in the stream (READING and later)
     int64_t next_sample; // DECODING: next sample a worker may take
     int64_t done;        // DECODING: samples finished
     dp_sampler_batch info;
@@ -123,6 +126,17 @@ void dp_pipeline_synthetic_record(const dp_pipeline_synthetic *syn, int64_t reco
 
 // --- reader thread ---
 
+// A slot in state st (and, if seq >= 0, holding batch seq), or NULL. Caller holds mu.
+static slot *find_state(dp_pipeline *p, slot_state st, int64_t seq)
+{
+    for (int i = 0; i < p->k; i++) {
+        if (p->slots[i].state == st && (seq < 0 || p->slots[i].seq == seq)) {
+            return &p->slots[i];
+        }
+    }
+    return NULL;
+}
+
 static int compare_i64(const void *a, const void *b)
 {
     int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
@@ -156,8 +170,8 @@ static void *reader_main(void *arg)
     dp_pipeline *p = arg;
     lock(p);
     for (int64_t seq = 0;; seq++) {
-        slot *s = &p->slots[seq % p->k];
-        while (!p->stop && p->error == DP_OK && s->state != SLOT_FREE) {
+        slot *s = NULL;
+        while (!p->stop && p->error == DP_OK && (s = find_state(p, SLOT_FREE, -1)) == NULL) {
             wait_on(&p->reader_cv, p);
         }
         if (p->stop || p->error != DP_OK) {
@@ -169,6 +183,7 @@ static void *reader_main(void *arg)
             break;
         }
         s->state = SLOT_READING;
+        s->seq = seq;
         unlock(p);
         dp_status st = read_batch(p, s);
         lock(p);
@@ -194,8 +209,7 @@ static slot *find_work(dp_pipeline *p)
     for (int i = 0; i < p->k; i++) {
         slot *s = &p->slots[i];
         if (s->state == SLOT_DECODING && s->next_sample < s->info.count &&
-            (best == NULL || s->info.epoch < best->info.epoch ||
-             (s->info.epoch == best->info.epoch && s->info.index < best->info.index))) {
+            (best == NULL || s->seq < best->seq)) {
             best = s;
         }
     }
@@ -448,13 +462,18 @@ dp_status dp_pipeline_pop(dp_pipeline *p, const dp_pipeline_batch **out)
 {
     *out = NULL;
     lock(p);
-    slot *s = &p->slots[p->next_pop % p->k];
-    if (s->state == SLOT_HELD) {
+    int held = 0;
+    for (int i = 0; i < p->k; i++) {
+        held += p->slots[i].state == SLOT_HELD;
+    }
+    if (held == p->k) {
         unlock(p);
         return dp_error_set(DP_ERR_ARG, "pipeline: all %d buffers are held; release a batch "
                             "before popping another", p->k);
     }
-    while (p->error == DP_OK && p->next_pop != p->end_seq && s->state != SLOT_READY) {
+    slot *s = NULL;
+    while (p->error == DP_OK && p->next_pop != p->end_seq &&
+           (s = find_state(p, SLOT_READY, p->next_pop)) == NULL) {
         wait_on(&p->consumer_cv, p);
     }
     if (p->error != DP_OK) {

@@ -1,7 +1,7 @@
 // Prefetching data pipeline: one reader thread takes this rank's next local batches from the
 // sampler and reads them from the dataset (sorted runs, one hyperslab read each) or generates
 // them (synthetic source); worker threads augment and normalize each sample into float NCHW;
-// finished batches wait in a ring of K buffers and the consumer pops them in order.
+// finished batches wait in a pool of K buffers and the consumer pops them in order.
 // It does no device copies: a trainer copies a popped batch to the GPU itself.
 #ifndef DP_IO_PIPELINE_H
 #define DP_IO_PIPELINE_H

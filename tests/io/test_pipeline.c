@@ -329,6 +329,31 @@ Test(pipeline, pop_with_every_buffer_held_is_an_error)
     dp_pipeline_destroy(p);
 }
 
+Test(pipeline, a_batch_held_for_long_does_not_stall_the_others)
+{
+    dp_pipeline_config cfg = synthetic_config(64, 8, DP_SAMPLER_TRAIN);
+    cfg.n_buffers = 3;
+    dp_pipeline *p = start(&cfg);
+    const dp_pipeline_batch *kept = NULL;
+    cr_assert_eq(dp_pipeline_pop(p, &kept), DP_OK);
+    static float copy[8 * REC];
+    int64_t copy_records[8];
+    memcpy(copy, kept->images, sizeof copy);
+    memcpy(copy_records, kept->records, sizeof copy_records);
+    for (int64_t t = 1; t < 20; t++) { // many times round the pool, batch 0 still held
+        const dp_pipeline_batch *b = NULL;
+        cr_assert_eq(dp_pipeline_pop(p, &b), DP_OK, "batch %lld: %s", (long long)t,
+                     dp_error_message());
+        cr_expect_eq(b->epoch * 8 + b->index, t, "batches stay in order");
+        dp_pipeline_release(p, b);
+    }
+    cr_expect_eq(kept->index, 0);
+    cr_expect_eq(memcmp(kept->images, copy, sizeof copy), 0, "a held batch was overwritten");
+    cr_expect_eq(memcmp(kept->records, copy_records, sizeof copy_records), 0);
+    dp_pipeline_release(p, kept);
+    dp_pipeline_destroy(p);
+}
+
 Test(pipeline, configuration_errors)
 {
     dp_pipeline *p = (dp_pipeline *)1;
