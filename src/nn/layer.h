@@ -72,6 +72,7 @@ struct dp_layer {
     const dp_cfg_section *section; // where it came from (file:line via dp_cfg_where)
     int n_inputs;
     int inputs[DP_LAYER_MAX_INPUTS]; // producer layer indices; -1 is the network input
+    int64_t in_count[DP_LAYER_MAX_INPUTS]; // elements per sample of each input (multi-input)
     dp_shape in_shape;               // (C, H, W) per sample of inputs[0]
     dp_shape out_shape;              // (C, H, W) per sample
     double flops;                    // forward FLOPs per sample (2 per multiply-add)

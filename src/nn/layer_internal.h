@@ -33,4 +33,11 @@ void dp__layer_add_param(dp_layer *l, const char *name, dp_shape shape, dp_param
 // value at initialization.
 void dp__layer_add_buffer(dp_layer *l, const char *name, dp_shape shape, float value);
 
+// dst = src, or dst += src when accumulate (n floats).
+void dp__copy_or_add(float *dst, const float *src, size_t n, int accumulate);
+
+// The loss layer's last metrics, and its label smoothing (layer_softmax.c).
+void dp__softmax_stats(const dp_layer *l, double *loss_sum, long *top1, long *top5, int *n);
+void dp__softmax_set_smoothing(dp_layer *l, double eps);
+
 #endif

@@ -66,3 +66,14 @@ void dp__layer_add_buffer(dp_layer *l, const char *name, dp_shape shape, float v
     p->spec.init = DP_PARAM_INIT_CONST;
     p->spec.value = value;
 }
+
+void dp__copy_or_add(float *dst, const float *src, size_t n, int accumulate)
+{
+    if (!accumulate) {
+        memcpy(dst, src, n * sizeof(float));
+        return;
+    }
+    for (size_t i = 0; i < n; i++) {
+        dst[i] += src[i];
+    }
+}

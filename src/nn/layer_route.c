@@ -2,6 +2,8 @@
 // and [shortcut] (residual add of an earlier layer to the previous one, Darknet's semantics:
 // the output has the previous layer's shape; when the shapes differ the added layer is sampled
 // with a stride and only the common channels are added).
+#include <string.h>
+
 #include "core/error.h"
 #include "nn/layer_internal.h"
 #include "nn/net.h"
@@ -43,8 +45,37 @@ static dp_status route_infer(dp_layer *l, const dp_net *net)
                                   dp_layer_shape_str(&s, a, sizeof a));
         }
         channels += s.dims[0];
+        l->in_count[i] = dp_shape_count(&s);
     }
     l->out_shape = dp_chw(channels, first.dims[1], first.dims[2]);
+    return DP_OK;
+}
+
+// y[n] = (x_0[n], x_1[n], ...) along channels, sample by sample.
+static dp_status route_forward(dp_layer *l, const dp_step *s)
+{
+    size_t out = (size_t)dp_shape_count(&l->out_shape), at = 0;
+    for (int k = 0; k < l->n_inputs; k++) {
+        size_t len = (size_t)l->in_count[k];
+        for (int n = 0; n < s->n; n++) {
+            memcpy(l->y + (size_t)n * out + at, l->x[k] + (size_t)n * len, len * sizeof(float));
+        }
+        at += len;
+    }
+    return DP_OK;
+}
+
+static dp_status route_backward(dp_layer *l, const dp_step *s)
+{
+    size_t out = (size_t)dp_shape_count(&l->out_shape), at = 0;
+    for (int k = 0; k < l->n_inputs; k++) {
+        size_t len = (size_t)l->in_count[k];
+        for (int n = 0; l->dx[k] != NULL && n < s->n; n++) {
+            dp__copy_or_add(l->dx[k] + (size_t)n * len, l->dy + (size_t)n * out + at, len,
+                            l->dx_accumulate[k]);
+        }
+        at += len;
+    }
     return DP_OK;
 }
 
@@ -84,6 +115,8 @@ const dp_layer_ops dp_layer_route_ops = {
     .name = "route",
     .parse = route_parse,
     .infer_shape = route_infer,
+    .forward = route_forward,
+    .backward = route_backward,
 };
 
 const dp_layer_ops dp_layer_shortcut_ops = {

@@ -1,8 +1,11 @@
 // Layers that keep or merely reshape their input: [dropout], [batchnorm], [activation],
 // [flatten], [crop] (a crop_height x crop_width window: random offset and flip in training,
 // centred in evaluation).
+#include <string.h>
+
 #include "core/error.h"
 #include "nn/layer_internal.h"
+#include "nn/layer_post.h"
 
 typedef struct dropout_priv {
     double probability;
@@ -10,8 +13,7 @@ typedef struct dropout_priv {
 } dropout_priv;
 
 typedef struct activation_priv {
-    const char *activation;
-    double slope;
+    dp__post post; // [batchnorm]: batch norm alone; [activation]: the activation alone
 } activation_priv;
 
 typedef struct crop_priv {
@@ -41,13 +43,19 @@ static dp_status no_keys(dp_layer *l, const dp_cfg_section *s)
     return DP_OK;
 }
 
-static dp_status batchnorm_infer(dp_layer *l, const dp_net *net)
+static dp_status batchnorm_parse(dp_layer *l, const dp_cfg_section *s)
+{
+    DP_TRY(dp__layer_alloc_priv(l, sizeof(activation_priv)));
+    activation_priv *p = l->priv;
+    return dp__post_parse(l, s, "linear", 1, &p->post);
+}
+
+static dp_status post_infer(dp_layer *l, const dp_net *net)
 {
     (void)net;
+    activation_priv *p = l->priv;
     l->out_shape = l->in_shape;
-    int64_t c[1] = {l->in_shape.dims[0]};
-    dp__layer_add_param(l, "scales", dp_shape_make(1, c), DP_PARAM_INIT_ONE, 0, 0, 0);
-    dp__layer_add_param(l, "biases", dp_shape_make(1, c), DP_PARAM_INIT_ZERO, 0, 0, 0);
+    dp__post_add_params(l, &p->post, (int)l->in_shape.dims[0]);
     return DP_OK;
 }
 
@@ -55,8 +63,52 @@ static dp_status activation_parse(dp_layer *l, const dp_cfg_section *s)
 {
     DP_TRY(dp__layer_alloc_priv(l, sizeof(activation_priv)));
     activation_priv *p = l->priv;
-    DP_TRY(dp_cfg_get_str(s, "activation", "linear", &p->activation));
-    DP_TRY(dp_cfg_get_float(s, "slope", 0.1, &p->slope));
+    return dp__post_parse(l, s, "linear", 0, &p->post);
+}
+
+static size_t hw_of(const dp_layer *l)
+{
+    return (size_t)(l->in_shape.dims[1] * l->in_shape.dims[2]);
+}
+
+static size_t post_state_bytes(const dp_layer *l, int n)
+{
+    const activation_priv *p = l->priv;
+    return dp__post_state_bytes(&p->post, n, (int)l->in_shape.dims[0], hw_of(l));
+}
+
+static dp_status post_forward(dp_layer *l, const dp_step *s)
+{
+    activation_priv *p = l->priv;
+    size_t count = (size_t)s->n * (size_t)dp_shape_count(&l->in_shape);
+    memcpy(dp__post_raw(l, &p->post), l->x[0], count * sizeof(float));
+    return dp__post_forward(l, &p->post, s, (int)l->in_shape.dims[0], hw_of(l));
+}
+
+static dp_status post_backward(dp_layer *l, const dp_step *s)
+{
+    activation_priv *p = l->priv;
+    const float *dz;
+    DP_TRY(dp__post_backward(l, &p->post, s, (int)l->in_shape.dims[0], hw_of(l), &dz));
+    if (l->dx[0] != NULL) {
+        size_t count = (size_t)s->n * (size_t)dp_shape_count(&l->in_shape);
+        dp__copy_or_add(l->dx[0], dz, count, l->dx_accumulate[0]);
+    }
+    return DP_OK;
+}
+
+static dp_status copy_forward(dp_layer *l, const dp_step *s)
+{
+    memcpy(l->y, l->x[0], (size_t)s->n * (size_t)dp_shape_count(&l->in_shape) * sizeof(float));
+    return DP_OK;
+}
+
+static dp_status copy_backward(dp_layer *l, const dp_step *s)
+{
+    if (l->dx[0] != NULL) {
+        dp__copy_or_add(l->dx[0], l->dy, (size_t)s->n * (size_t)dp_shape_count(&l->in_shape),
+                        l->dx_accumulate[0]);
+    }
     return DP_OK;
 }
 
@@ -101,20 +153,28 @@ const dp_layer_ops dp_layer_dropout_ops = {
 
 const dp_layer_ops dp_layer_batchnorm_ops = {
     .name = "batchnorm",
-    .parse = no_keys,
-    .infer_shape = batchnorm_infer,
+    .parse = batchnorm_parse,
+    .infer_shape = post_infer,
+    .state_bytes = post_state_bytes,
+    .forward = post_forward,
+    .backward = post_backward,
 };
 
 const dp_layer_ops dp_layer_activation_ops = {
     .name = "activation",
     .parse = activation_parse,
-    .infer_shape = same_shape,
+    .infer_shape = post_infer,
+    .state_bytes = post_state_bytes,
+    .forward = post_forward,
+    .backward = post_backward,
 };
 
 const dp_layer_ops dp_layer_flatten_ops = {
     .name = "flatten",
     .parse = no_keys,
     .infer_shape = flatten_infer,
+    .forward = copy_forward,
+    .backward = copy_backward,
 };
 
 const dp_layer_ops dp_layer_crop_ops = {

@@ -2,13 +2,17 @@
 // flattened input) and [cost]. In Darknet a [cost] after [softmax] passes the softmax delta
 // (truth - p) through unchanged, so training it is softmax cross-entropy; dptrain keeps that
 // meaning and treats [cost] as a pass-through.
+#include <string.h>
+
 #include "core/error.h"
+#include "nn/cpu/softmax_xent.h"
 #include "nn/layer_internal.h"
 #include "nn/net.h"
 
 typedef struct softmax_priv {
-    double temperature;
     double label_smoothing;
+    dp_xent_stats stats; // of the last forward with labels
+    int n;               // samples of the last forward
 } softmax_priv;
 
 static dp_status softmax_parse(dp_layer *l, const dp_cfg_section *s)
@@ -22,8 +26,74 @@ static dp_status softmax_parse(dp_layer *l, const dp_cfg_section *s)
                               "groups=%ld: only a single softmax over all outputs is supported",
                               groups);
     }
-    DP_TRY(dp_cfg_get_float(s, "temperature", 1.0, &p->temperature));
+    double temperature;
+    DP_TRY(dp_cfg_get_float(s, "temperature", 1.0, &temperature));
+    if (temperature != 1.0) {
+        return dp_layer_error(l, DP_ERR_UNSUPPORTED, "temperature=%g: only 1 is supported",
+                              temperature);
+    }
     DP_TRY(dp_cfg_get_float(s, "label_smoothing", 0.0, &p->label_smoothing));
+    return DP_OK;
+}
+
+void dp__softmax_set_smoothing(dp_layer *l, double eps)
+{
+    ((softmax_priv *)l->priv)->label_smoothing = eps;
+}
+
+void dp__softmax_stats(const dp_layer *l, double *loss_sum, long *top1, long *top5, int *n)
+{
+    const softmax_priv *p = l->priv;
+    *loss_sum = p->stats.loss_sum;
+    *top1 = (long)p->stats.top1;
+    *top5 = (long)p->stats.top5;
+    *n = p->n;
+}
+
+static size_t softmax_state_bytes(const dp_layer *l, int n)
+{
+    return (size_t)n * (size_t)dp_shape_count(&l->out_shape) * sizeof(float); // dlogits
+}
+
+// y = softmax(x); with labels also the loss, the metrics and (training) dlogits, saved for
+// backward.
+static dp_status softmax_forward(dp_layer *l, const dp_step *s)
+{
+    softmax_priv *p = l->priv;
+    int classes = (int)dp_shape_count(&l->in_shape);
+    DP_TRY(dp_cpu_softmax_forward(l->y, l->x[0], s->n, classes));
+    memset(&p->stats, 0, sizeof p->stats);
+    p->n = 0;
+    if (s->labels == NULL) {
+        return DP_OK;
+    }
+    dp_xent_params xp = {s->n, classes, (float)p->label_smoothing, s->loss_scale};
+    dp_status st = dp_cpu_softmax_xent(s->train ? l->state : NULL, NULL, &p->stats, l->x[0],
+                                       s->labels, &xp);
+    if (st != DP_OK) {
+        return dp_layer_error(l, st, "%s", dp_error_message());
+    }
+    p->n = s->n;
+    return DP_OK;
+}
+
+static dp_status softmax_backward(dp_layer *l, const dp_step *s)
+{
+    if (s->labels == NULL) {
+        return dp_layer_error(l, DP_ERR_ARG, "backward needs the labels of the forward pass");
+    }
+    if (l->dx[0] == NULL) {
+        return DP_OK;
+    }
+    size_t count = (size_t)s->n * (size_t)dp_shape_count(&l->in_shape);
+    const float *g = l->state;
+    if (!l->dx_accumulate[0]) {
+        memcpy(l->dx[0], g, count * sizeof(float));
+        return DP_OK;
+    }
+    for (size_t i = 0; i < count; i++) {
+        l->dx[0][i] += g[i];
+    }
     return DP_OK;
 }
 
@@ -32,6 +102,19 @@ static dp_status same_shape(dp_layer *l, const dp_net *net)
     (void)net;
     l->out_shape = l->in_shape;
     return DP_OK;
+}
+
+// [cost] after [softmax]: y = x; backward never runs (the loss is the softmax's).
+static dp_status cost_forward(dp_layer *l, const dp_step *s)
+{
+    memcpy(l->y, l->x[0], (size_t)s->n * (size_t)dp_shape_count(&l->out_shape) * sizeof(float));
+    return DP_OK;
+}
+
+static dp_status cost_backward(dp_layer *l, const dp_step *s)
+{
+    (void)s;
+    return dp_layer_error(l, DP_ERR_INTERNAL, "backward of [cost] is never run");
 }
 
 static dp_status cost_parse(dp_layer *l, const dp_cfg_section *s)
@@ -61,10 +144,15 @@ const dp_layer_ops dp_layer_softmax_ops = {
     .name = "softmax",
     .parse = softmax_parse,
     .infer_shape = same_shape,
+    .state_bytes = softmax_state_bytes,
+    .forward = softmax_forward,
+    .backward = softmax_backward,
 };
 
 const dp_layer_ops dp_layer_cost_ops = {
     .name = "cost",
     .parse = cost_parse,
     .infer_shape = cost_infer,
+    .forward = cost_forward,
+    .backward = cost_backward,
 };

@@ -98,6 +98,9 @@ typedef struct dp_net_metrics {
 // Metrics of the last forward; DP_ERR_CFG if the network has no loss layer.
 DP_MUST_CHECK dp_status dp_net_metrics_get(const dp_net *net, dp_net_metrics *out);
 
+// Overrides the loss layer's label smoothing ([softmax] label_smoothing=, default 0).
+DP_MUST_CHECK dp_status dp_net_set_label_smoothing(dp_net *net, double eps);
+
 // Prints the layer table (index, type, output HxWxC, parameters, FLOPs per sample, cfg line)
 // and, last, exactly "check: layers=L params=N output=HxWxC flops=F". DP_ERR_IO if writing
 // fails.

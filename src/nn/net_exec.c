@@ -232,3 +232,28 @@ dp_status dp_net_backward(dp_net *net, const dp_net_run *run)
     }
     return DP_OK;
 }
+
+dp_status dp_net_metrics_get(const dp_net *net, dp_net_metrics *out)
+{
+    memset(out, 0, sizeof *out);
+    if (net->loss_layer < 0) {
+        return dp_error_set(DP_ERR_CFG, "%s: the network has no [softmax] layer to compute a loss",
+                            dp_cfg_path(net->cfg));
+    }
+    dp__softmax_stats(&net->layers[net->loss_layer], &out->loss_sum, &out->top1, &out->top5,
+                      &out->n);
+    return DP_OK;
+}
+
+dp_status dp_net_set_label_smoothing(dp_net *net, double eps)
+{
+    if (net->loss_layer < 0) {
+        return dp_error_set(DP_ERR_CFG, "%s: the network has no [softmax] layer to compute a loss",
+                            dp_cfg_path(net->cfg));
+    }
+    if (eps < 0 || eps >= 1) {
+        return dp_error_set(DP_ERR_ARG, "label smoothing %g is outside [0, 1)", eps);
+    }
+    dp__softmax_set_smoothing(&net->layers[net->loss_layer], eps);
+    return DP_OK;
+}

@@ -1,0 +1,171 @@
+// The network run end to end on the CPU: gradients of the whole net against central finite
+// differences of its loss (so the wiring of inputs, accumulation into shared producers and the
+// flat buffers is checked, not only each kernel), gradient accumulation over micro-batches,
+// evaluation mode, and errors from the loss layer.
+#include <criterion/criterion.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/cfg.h"
+#include "core/error.h"
+#include "core/log.h"
+#include "core/rng.h"
+#include "nn/net.h"
+
+typedef struct fixture {
+    dp_cfg *cfg;
+    dp_net *net;
+    float *input;
+    int32_t labels[8];
+    int n;
+} fixture;
+
+// A small net that uses every wired layer kind: conv + batch norm + leaky, max pool, a second
+// conv read by both the next layer and a route (so its gradient is accumulated), route,
+// batchnorm and activation layers, global average pool, connected, softmax.
+static const char *small_net = "[net]\nbatch=4\nheight=6\nwidth=6\nchannels=2\n"
+                               "[convolutional]\nfilters=3\nsize=3\npad=1\nbatch_normalize=1\n"
+                               "activation=leaky\n"
+                               "[maxpool]\nsize=2\nstride=2\n"
+                               "[convolutional]\nfilters=4\nsize=3\npad=1\nactivation=swish\n"
+                               "[convolutional]\nfilters=2\nsize=1\nactivation=linear\n"
+                               "[route]\nlayers=-1,-2\n"
+                               "[batchnorm]\n"
+                               "[activation]\nactivation=tanh\n"
+                               "[avgpool]\n"
+                               "[connected]\noutput=5\nactivation=linear\n"
+                               "[softmax]\n";
+
+static void build(fixture *f, const char *text)
+{
+    memset(f, 0, sizeof *f);
+    dp_log_set_level(DP_LOG_LEVEL_ERROR);
+    cr_assert_eq(dp_cfg_parse(&f->cfg, text, strlen(text), "t.cfg"), DP_OK, "%s",
+                 dp_error_message());
+    cr_assert_eq(dp_cfg_validate(f->cfg), DP_OK, "%s", dp_error_message());
+    cr_assert_eq(dp_net_create(&f->net, f->cfg, NULL), DP_OK, "%s", dp_error_message());
+    cr_assert_eq(dp_net_alloc(f->net, 1), DP_OK, "%s", dp_error_message());
+    f->n = dp_net_batch(f->net);
+    dp_shape in = dp_net_input_shape(f->net);
+    size_t count = (size_t)f->n * (size_t)dp_shape_count(&in);
+    f->input = malloc(count * sizeof *f->input);
+    cr_assert_not_null(f->input);
+    dp_rng_fill_normal(f->input, count, 0, 1, 11, 0, 0, 0);
+    dp_rng_fill_uniform(dp_net_params(f->net), dp_net_param_count(f->net), -0.5f, 0.5f, 12, 0, 0,
+                        0);
+    for (int i = 0; i < f->n; i++) {
+        f->labels[i] = (i * 3) % 5;
+    }
+}
+
+static void destroy(fixture *f)
+{
+    free(f->input);
+    dp_net_destroy(f->net);
+    dp_cfg_destroy(f->cfg);
+}
+
+static double loss_of(fixture *f, dp_net_run *run)
+{
+    cr_assert_eq(dp_net_forward(f->net, f->input, run), DP_OK, "%s", dp_error_message());
+    dp_net_metrics m;
+    cr_assert_eq(dp_net_metrics_get(f->net, &m), DP_OK);
+    return m.loss_sum * run->loss_scale;
+}
+
+Test(net_exec, whole_net_gradients_match_finite_differences)
+{
+    fixture f;
+    build(&f, small_net);
+    dp_net_run run = DP_NET_RUN_INIT;
+    run.train = 1;
+    run.labels = f.labels;
+    run.loss_scale = 1.0f / (float)f.n;
+    loss_of(&f, &run);
+    cr_assert_eq(dp_net_backward(f.net, &run), DP_OK, "%s", dp_error_message());
+    size_t n = dp_net_param_count(f.net);
+    float *grad = malloc(n * sizeof *grad);
+    cr_assert_not_null(grad);
+    memcpy(grad, dp_net_grads(f.net), n * sizeof *grad);
+    float *p = dp_net_params(f.net);
+    double worst = 0;
+    size_t worst_i = 0;
+    for (size_t i = 0; i < n; i++) {
+        const float eps = 2e-3f;
+        float keep = p[i];
+        p[i] = keep + eps;
+        double up = loss_of(&f, &run);
+        p[i] = keep - eps;
+        double down = loss_of(&f, &run);
+        p[i] = keep;
+        double fd = (up - down) / (2.0 * eps);
+        double err = fabs(fd - grad[i]) / (1e-2 + fabs(fd));
+        if (err > worst) {
+            worst = err;
+            worst_i = i;
+        }
+    }
+    cr_expect_lt(worst, 3e-2, "max relative error %g at parameter %zu (of %zu)", worst, worst_i, n);
+    free(grad);
+    destroy(&f);
+}
+
+Test(net_exec, accumulate_adds_micro_batch_gradients)
+{
+    fixture f;
+    build(&f, small_net);
+    dp_net_run run = DP_NET_RUN_INIT;
+    run.train = 1;
+    run.labels = f.labels;
+    run.loss_scale = 0.25f;
+    size_t n = dp_net_param_count(f.net);
+    float *once = malloc(n * sizeof *once);
+    cr_assert_not_null(once);
+    loss_of(&f, &run);
+    cr_assert_eq(dp_net_backward(f.net, &run), DP_OK);
+    memcpy(once, dp_net_grads(f.net), n * sizeof *once);
+    run.accumulate = 1;
+    loss_of(&f, &run);
+    cr_assert_eq(dp_net_backward(f.net, &run), DP_OK);
+    const float *twice = dp_net_grads(f.net);
+    for (size_t i = 0; i < n; i++) {
+        cr_assert_float_eq(twice[i], 2.0f * once[i], 1e-5f + 1e-5f * fabsf(once[i]),
+                           "parameter %zu: %g vs 2 x %g", i, twice[i], once[i]);
+    }
+    free(once);
+    destroy(&f);
+}
+
+Test(net_exec, eval_mode_uses_running_statistics_and_counts_top1)
+{
+    fixture f;
+    build(&f, small_net);
+    dp_net_run run = DP_NET_RUN_INIT;
+    run.labels = f.labels;
+    run.loss_scale = 1.0f;
+    double first = loss_of(&f, &run);
+    double again = loss_of(&f, &run);
+    cr_expect_eq(first, again, "evaluation is a pure function of the inputs");
+    dp_net_metrics m;
+    cr_assert_eq(dp_net_metrics_get(f.net, &m), DP_OK);
+    cr_expect_eq(m.n, 4);
+    cr_expect(m.top1 >= 0 && m.top1 <= m.top5 && m.top5 <= 4);
+    run.train = 1;
+    double train = loss_of(&f, &run);
+    cr_expect_neq(train, first, "training uses batch statistics");
+    destroy(&f);
+}
+
+Test(net_exec, label_out_of_range_names_the_layer_and_sample)
+{
+    fixture f;
+    build(&f, small_net);
+    f.labels[2] = 7;
+    dp_net_run run = DP_NET_RUN_INIT;
+    run.labels = f.labels;
+    cr_expect_eq(dp_net_forward(f.net, f.input, &run), DP_ERR_DATA);
+    cr_expect_not_null(strstr(dp_error_message(), "[layer 9 softmax]"), "%s", dp_error_message());
+    cr_expect_not_null(strstr(dp_error_message(), "7"), "%s", dp_error_message());
+    destroy(&f);
+}
