@@ -117,8 +117,11 @@ static dp_status check_integer_type(const dp_dataset *ds, hid_t d, const char *n
     }
     H5T_class_t cls = H5Tget_class(type);
     size_t size = H5Tget_size(type);
-    H5T_sign_t sign = H5Tget_sign(type);
+    H5T_sign_t sign = cls == H5T_INTEGER ? H5Tget_sign(type) : H5T_SGN_NONE;
     dp__h5_close(type);
+    if (cls == H5T_NO_CLASS || size == 0 || sign == H5T_SGN_ERROR) {
+        return DP_H5_FAIL(ds->path, "cannot read the type of /%s", name);
+    }
     if (cls != H5T_INTEGER) {
         return dp_error_set(DP_ERR_DATA, "%s: /%s is not an integer dataset", ds->path, name);
     }

@@ -10,6 +10,7 @@
 
 void dp__h5_quiet(void)
 {
+    // Cannot fail for H5E_DEFAULT; if it did, HDF5 would only print more, so it is not checked.
     H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
 }
 

@@ -113,6 +113,24 @@ Test(pipeline, synthetic_evaluation_is_one_ordered_epoch)
     dp_pipeline_destroy(p);
 }
 
+Test(pipeline, evaluation_rank_with_an_empty_slice)
+{
+    // N = 9, B = 4, P = 4: batches of 4, 4, 1 records; rank 3 gets 1, 1, 0.
+    dp_pipeline_config cfg = synthetic_config(9, 4, DP_SAMPLER_EVAL);
+    cfg.sampler.world_size = 4;
+    cfg.sampler.rank = 3;
+    dp_pipeline *p = start(&cfg);
+    static copied got[4];
+    cr_assert_eq(collect(p, got, 4), 3);
+    cr_expect_eq(got[0].count, 1);
+    cr_expect_eq(got[0].records[0], 3);
+    cr_expect_eq(got[1].count, 1);
+    cr_expect_eq(got[1].records[0], 7);
+    cr_expect_eq(got[2].count, 0, "the last batch has nothing for rank 3");
+    cr_expect_eq(got[2].index, 2);
+    dp_pipeline_destroy(p);
+}
+
 // Writes a dataset of n records (label of record r: r % 4, or bad_label at bad_record).
 static void write_dataset(const char *path, int64_t n, int64_t bad_record, int32_t bad_label)
 {
