@@ -5,12 +5,15 @@
 #include <string.h>
 
 #include "core/error.h"
+#include "nn/cpu/elementwise.h"
 #include "nn/layer_internal.h"
+#include "nn/layer_post.h"
 #include "nn/net.h"
 
 typedef struct shortcut_priv {
-    const char *activation;
-    double slope, alpha, beta;
+    double alpha, beta;
+    dp__post post; // the activation after the add
+    dp_shortcut_params p; // N set per step
 } shortcut_priv;
 
 static dp_status read_refs(dp_layer *l, const dp_cfg_section *s, const char *key, int first)
@@ -51,30 +54,30 @@ static dp_status route_infer(dp_layer *l, const dp_net *net)
     return DP_OK;
 }
 
-// y[n] = (x_0[n], x_1[n], ...) along channels, sample by sample.
+// y = (x_0, x_1, ...) along channels.
 static dp_status route_forward(dp_layer *l, const dp_step *s)
 {
-    size_t out = (size_t)dp_shape_count(&l->out_shape), at = 0;
+    int C = (int)l->out_shape.dims[0], at = 0;
+    size_t hw = (size_t)(l->out_shape.dims[1] * l->out_shape.dims[2]);
     for (int k = 0; k < l->n_inputs; k++) {
-        size_t len = (size_t)l->in_count[k];
-        for (int n = 0; n < s->n; n++) {
-            memcpy(l->y + (size_t)n * out + at, l->x[k] + (size_t)n * len, len * sizeof(float));
-        }
-        at += len;
+        int ck = (int)(l->in_count[k] / (int64_t)hw);
+        DP_TRY(dp_cpu_channel_copy(l->y, C, at, l->x[k], ck, 0, ck, s->n, hw, 0));
+        at += ck;
     }
     return DP_OK;
 }
 
 static dp_status route_backward(dp_layer *l, const dp_step *s)
 {
-    size_t out = (size_t)dp_shape_count(&l->out_shape), at = 0;
+    int C = (int)l->out_shape.dims[0], at = 0;
+    size_t hw = (size_t)(l->out_shape.dims[1] * l->out_shape.dims[2]);
     for (int k = 0; k < l->n_inputs; k++) {
-        size_t len = (size_t)l->in_count[k];
-        for (int n = 0; l->dx[k] != NULL && n < s->n; n++) {
-            dp__copy_or_add(l->dx[k] + (size_t)n * len, l->dy + (size_t)n * out + at, len,
-                            l->dx_accumulate[k]);
+        int ck = (int)(l->in_count[k] / (int64_t)hw);
+        if (l->dx[k] != NULL) {
+            DP_TRY(dp_cpu_channel_copy(l->dx[k], ck, 0, l->dy, C, at, ck, s->n, hw,
+                                       l->dx_accumulate[k]));
         }
-        at += len;
+        at += ck;
     }
     return DP_OK;
 }
@@ -87,8 +90,7 @@ static dp_status shortcut_parse(dp_layer *l, const dp_cfg_section *s)
     if (l->n_inputs != 2) {
         return dp_layer_error(l, DP_ERR_UNSUPPORTED, "from= must name exactly one layer");
     }
-    DP_TRY(dp_cfg_get_str(s, "activation", "linear", &p->activation));
-    DP_TRY(dp_cfg_get_float(s, "slope", 0.1, &p->slope));
+    DP_TRY(dp__post_parse(l, s, "linear", 0, &p->post));
     DP_TRY(dp_cfg_get_float(s, "alpha", 1.0, &p->alpha));
     DP_TRY(dp_cfg_get_float(s, "beta", 1.0, &p->beta));
     return DP_OK;
@@ -108,7 +110,42 @@ static dp_status shortcut_infer(dp_layer *l, const dp_net *net)
                               dp_layer_shape_str(&l->in_shape, b, sizeof b));
     }
     l->out_shape = l->in_shape;
+    shortcut_priv *p = l->priv;
+    dp__post_add_params(l, &p->post, (int)l->in_shape.dims[0]);
+    dp_shortcut_params q = {.N = 1, .C = (int)l->in_shape.dims[0], .H = (int)h, .W = (int)w,
+                            .from_C = (int)from.dims[0], .from_H = (int)fh, .from_W = (int)fw,
+                            .alpha = (float)p->alpha, .beta = (float)p->beta};
+    if (dp_shortcut_params_check(&q) != DP_OK) {
+        return dp_layer_error(l, DP_ERR_SHAPE, "%s", dp_error_message());
+    }
+    p->p = q;
     return DP_OK;
+}
+
+static size_t shortcut_state_bytes(const dp_layer *l, int n)
+{
+    const shortcut_priv *p = l->priv;
+    return dp__post_state_bytes(&p->post, n, p->p.C, (size_t)p->p.H * (size_t)p->p.W);
+}
+
+static dp_status shortcut_forward(dp_layer *l, const dp_step *s)
+{
+    shortcut_priv *p = l->priv;
+    dp_shortcut_params q = p->p;
+    q.N = s->n;
+    DP_TRY(dp_cpu_shortcut_forward(dp__post_raw(l, &p->post), l->x[0], l->x[1], &q));
+    return dp__post_forward(l, &p->post, s, q.C, (size_t)q.H * (size_t)q.W);
+}
+
+static dp_status shortcut_backward(dp_layer *l, const dp_step *s)
+{
+    shortcut_priv *p = l->priv;
+    dp_shortcut_params q = p->p;
+    q.N = s->n;
+    const float *dz;
+    DP_TRY(dp__post_backward(l, &p->post, s, q.C, (size_t)q.H * (size_t)q.W, &dz));
+    return dp_cpu_shortcut_backward(l->dx[0], l->dx[1], dz, &q, l->dx_accumulate[0],
+                                    l->dx_accumulate[1]);
 }
 
 const dp_layer_ops dp_layer_route_ops = {
@@ -123,4 +160,7 @@ const dp_layer_ops dp_layer_shortcut_ops = {
     .name = "shortcut",
     .parse = shortcut_parse,
     .infer_shape = shortcut_infer,
+    .state_bytes = shortcut_state_bytes,
+    .forward = shortcut_forward,
+    .backward = shortcut_backward,
 };

@@ -4,6 +4,9 @@
 #include <string.h>
 
 #include "core/error.h"
+#include "core/rng.h"
+#include "nn/cpu/dropout.h"
+#include "nn/cpu/elementwise.h"
 #include "nn/layer_internal.h"
 #include "nn/layer_post.h"
 
@@ -34,6 +37,40 @@ static dp_status dropout_parse(dp_layer *l, const dp_cfg_section *s)
     DP_TRY(dp_cfg_get_float(s, "probability", 0.5, &p->probability));
     DP_TRY(dp_cfg_get_bool(s, "alpha", 0, &p->alpha));
     return DP_OK;
+}
+
+static dp_dropout_params dropout_at(const dp_layer *l, const dp_step *s)
+{
+    const dropout_priv *p = l->priv;
+    dp_dropout_params q = {.N = s->n,
+                           .sample_size = (size_t)dp_shape_count(&l->in_shape),
+                           .p = (float)p->probability,
+                           .kind = p->alpha ? DP_DROPOUT_ALPHA : DP_DROPOUT_STANDARD,
+                           .seed = s->seed,
+                           .step = (uint32_t)s->step,
+                           .first_sample = (uint32_t)s->first_sample,
+                           .layer = (uint32_t)l->index};
+    return q;
+}
+
+// Training: a mask keyed by (seed; step, global sample, layer). Evaluation: the identity.
+static dp_status dropout_forward(dp_layer *l, const dp_step *s)
+{
+    if (!s->train) {
+        memcpy(l->y, l->x[0], (size_t)s->n * (size_t)dp_shape_count(&l->in_shape) * sizeof(float));
+        return DP_OK;
+    }
+    dp_dropout_params q = dropout_at(l, s);
+    return dp_cpu_dropout_forward(l->y, l->x[0], &q);
+}
+
+static dp_status dropout_backward(dp_layer *l, const dp_step *s)
+{
+    if (l->dx[0] == NULL) {
+        return DP_OK;
+    }
+    dp_dropout_params q = dropout_at(l, s);
+    return dp_cpu_dropout_backward(l->dx[0], l->dy, &q, l->dx_accumulate[0]);
 }
 
 static dp_status no_keys(dp_layer *l, const dp_cfg_section *s)
@@ -145,10 +182,81 @@ static dp_status crop_infer(dp_layer *l, const dp_net *net)
     return DP_OK;
 }
 
+// Where sample i of this step is cut, and whether it is mirrored: centred in evaluation; in
+// training drawn from Philox keyed by (seed; step, global sample, layer), as Darknet draws
+// a random window and flip per image.
+static dp_crop_params crop_at(const dp_layer *l, const dp_step *s, int i, int *flip)
+{
+    const crop_priv *p = l->priv;
+    dp_crop_params q = {.N = 1, .C = (int)l->in_shape.dims[0], .H = (int)l->in_shape.dims[1],
+                        .W = (int)l->in_shape.dims[2], .out_h = p->height, .out_w = p->width};
+    dp_crop_params_center(&q);
+    *flip = 0;
+    if (s->train) {
+        dp_rng r;
+        dp_rng_init(&r, s->seed, (uint32_t)s->step, (uint32_t)(s->first_sample + i),
+                    (uint32_t)l->index);
+        q.off_h = (int)(dp_rng_u32(&r) % (uint32_t)(q.H - q.out_h + 1));
+        q.off_w = (int)(dp_rng_u32(&r) % (uint32_t)(q.W - q.out_w + 1));
+        *flip = p->flip && (dp_rng_u32(&r) & 1u);
+    }
+    return q;
+}
+
+// Mirrors every row of (C, h, w) in place.
+static void mirror_rows(float *x, int C, int h, int w)
+{
+    for (int r = 0; r < C * h; r++) {
+        float *row = x + (size_t)r * (size_t)w;
+        for (int a = 0, b = w - 1; a < b; a++, b--) {
+            float t = row[a];
+            row[a] = row[b];
+            row[b] = t;
+        }
+    }
+}
+
+static dp_status crop_forward(dp_layer *l, const dp_step *s)
+{
+    size_t in = (size_t)dp_shape_count(&l->in_shape), out = (size_t)dp_shape_count(&l->out_shape);
+    for (int i = 0; i < s->n; i++) {
+        int flip;
+        dp_crop_params q = crop_at(l, s, i, &flip);
+        float *y = l->y + (size_t)i * out;
+        DP_TRY(dp_cpu_crop_forward(y, l->x[0] + (size_t)i * in, &q));
+        if (flip) {
+            mirror_rows(y, q.C, q.out_h, q.out_w);
+        }
+    }
+    return DP_OK;
+}
+
+static dp_status crop_backward(dp_layer *l, const dp_step *s)
+{
+    if (l->dx[0] == NULL) {
+        return DP_OK;
+    }
+    size_t in = (size_t)dp_shape_count(&l->in_shape), out = (size_t)dp_shape_count(&l->out_shape);
+    for (int i = 0; i < s->n; i++) {
+        int flip;
+        dp_crop_params q = crop_at(l, s, i, &flip);
+        const float *dy = l->dy + (size_t)i * out;
+        if (flip) {
+            memcpy(s->scratch[0], dy, out * sizeof(float));
+            mirror_rows(s->scratch[0], q.C, q.out_h, q.out_w);
+            dy = s->scratch[0];
+        }
+        DP_TRY(dp_cpu_crop_backward(l->dx[0] + (size_t)i * in, dy, &q, l->dx_accumulate[0]));
+    }
+    return DP_OK;
+}
+
 const dp_layer_ops dp_layer_dropout_ops = {
     .name = "dropout",
     .parse = dropout_parse,
     .infer_shape = same_shape,
+    .forward = dropout_forward,
+    .backward = dropout_backward,
 };
 
 const dp_layer_ops dp_layer_batchnorm_ops = {
@@ -181,4 +289,6 @@ const dp_layer_ops dp_layer_crop_ops = {
     .name = "crop",
     .parse = crop_parse,
     .infer_shape = crop_infer,
+    .forward = crop_forward,
+    .backward = crop_backward,
 };

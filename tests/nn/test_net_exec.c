@@ -37,6 +37,22 @@ static const char *small_net = "[net]\nbatch=4\nheight=6\nwidth=6\nchannels=2\n"
                                "[connected]\noutput=5\nactivation=linear\n"
                                "[softmax]\n";
 
+// Shortcuts (same shape, and a strided one from a larger map with fewer channels), dropout and a
+// random crop with flips: all keyed by the step, so repeated forwards are identical.
+static const char *residual_net = "[net]\nbatch=3\nheight=8\nwidth=8\nchannels=2\n"
+                                  "[crop]\ncrop_height=6\ncrop_width=6\nflip=1\n"
+                                  "[convolutional]\nfilters=3\nsize=3\npad=1\n"
+                                  "activation=linear\n"
+                                  "[convolutional]\nfilters=3\nsize=3\npad=1\n"
+                                  "activation=leaky\n"
+                                  "[shortcut]\nfrom=-2\nactivation=logistic\n"
+                                  "[convolutional]\nfilters=4\nsize=3\nstride=2\npad=1\n"
+                                  "activation=linear\n"
+                                  "[shortcut]\nfrom=-2\nalpha=0.5\nbeta=2\n"
+                                  "[dropout]\nprobability=0.3\n"
+                                  "[connected]\noutput=4\nactivation=linear\n"
+                                  "[softmax]\n";
+
 static void build(fixture *f, const char *text)
 {
     memset(f, 0, sizeof *f);
@@ -54,8 +70,9 @@ static void build(fixture *f, const char *text)
     dp_rng_fill_normal(f->input, count, 0, 1, 11, 0, 0, 0);
     dp_rng_fill_uniform(dp_net_params(f->net), dp_net_param_count(f->net), -0.5f, 0.5f, 12, 0, 0,
                         0);
+    dp_shape out = dp_net_output_shape(f->net);
     for (int i = 0; i < f->n; i++) {
-        f->labels[i] = (i * 3) % 5;
+        f->labels[i] = (i * 3) % (int)out.dims[0];
     }
 }
 
@@ -74,14 +91,16 @@ static double loss_of(fixture *f, dp_net_run *run)
     return m.loss_sum * run->loss_scale;
 }
 
-Test(net_exec, whole_net_gradients_match_finite_differences)
+static void check_gradients(const char *text)
 {
     fixture f;
-    build(&f, small_net);
+    build(&f, text);
     dp_net_run run = DP_NET_RUN_INIT;
     run.train = 1;
     run.labels = f.labels;
     run.loss_scale = 1.0f / (float)f.n;
+    run.seed = 5;
+    run.step = 3;
     loss_of(&f, &run);
     cr_assert_eq(dp_net_backward(f.net, &run), DP_OK, "%s", dp_error_message());
     size_t n = dp_net_param_count(f.net);
@@ -109,6 +128,16 @@ Test(net_exec, whole_net_gradients_match_finite_differences)
     cr_expect_lt(worst, 3e-2, "max relative error %g at parameter %zu (of %zu)", worst, worst_i, n);
     free(grad);
     destroy(&f);
+}
+
+Test(net_exec, whole_net_gradients_match_finite_differences)
+{
+    check_gradients(small_net);
+}
+
+Test(net_exec, residual_dropout_crop_gradients_match_finite_differences)
+{
+    check_gradients(residual_net);
 }
 
 Test(net_exec, accumulate_adds_micro_batch_gradients)
