@@ -39,6 +39,8 @@ typedef struct dp_param_spec {
     int fan_in;
     int fan_out;
     int decay;        // 1: weight decay applies (weights), 0: not (biases, norm scales)
+    const char *init_name; // DP_PARAM_INIT_WEIGHT: the layer's init= key, or NULL (network default)
+    float gain;            // DP_PARAM_INIT_WEIGHT: gain of the activation that follows (Kaiming)
 } dp_param_spec;
 
 typedef struct dp_param {

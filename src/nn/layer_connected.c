@@ -1,7 +1,10 @@
 // [connected]: a fully connected layer over the flattened input (C*H*W -> output), weights
 // (output, inputs) row-major as PyTorch. Darknet's keys and defaults (output=1,
 // activation=logistic, batch_normalize=0).
+#include <string.h>
+
 #include "core/error.h"
+#include "nn/cpu/init.h"
 #include "nn/cpu/accum.h"
 #include "nn/cpu/dense.h"
 #include "nn/layer_internal.h"
@@ -43,6 +46,8 @@ static dp_status connected_infer(dp_layer *l, const dp_net *net)
         dp__layer_add_param(l, "biases", dp_shape_make(1, k), DP_PARAM_INIT_BIAS, (int)inputs, 0,
                             0);
     }
+    l->params[0].spec.init_name = strcmp(c->init, "default") == 0 ? NULL : c->init;
+    l->params[0].spec.gain = dp_init_gain(c->post.act, c->post.slope);
     dp__post_add_params(l, &c->post, c->outputs);
     c->inputs = (int)inputs;
     l->flops = 2.0 * (double)inputs * c->outputs;

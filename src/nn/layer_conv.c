@@ -2,7 +2,10 @@
 // size=1, stride=1, pad=0 or padding=N, groups=1, activation=logistic); pad=1 means "same"
 // padding, dilation * (size / 2). batch_normalize=1 adds batch norm after the convolution, whose
 // shift (biases) replaces the convolution bias, as in Darknet.
+#include <string.h>
+
 #include "core/error.h"
+#include "nn/cpu/init.h"
 #include "nn/cpu/accum.h"
 #include "nn/cpu/conv.h"
 #include "nn/layer_internal.h"
@@ -75,6 +78,8 @@ static dp_status conv_infer(dp_layer *l, const dp_net *net)
     if (c->bias) {
         dp__layer_add_param(l, "biases", dp_shape_make(1, k), DP_PARAM_INIT_BIAS, fan_in, 0, 0);
     }
+    l->params[0].spec.init_name = strcmp(c->init, "default") == 0 ? NULL : c->init;
+    l->params[0].spec.gain = dp_init_gain(c->post.act, c->post.slope);
     dp__post_add_params(l, &c->post, c->filters);
     l->flops = 2.0 * (double)c->filters * (double)cin * c->size * c->size * (double)out_h *
                (double)out_w;

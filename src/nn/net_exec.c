@@ -7,6 +7,7 @@
 
 #include "core/error.h"
 #include "core/rng.h"
+#include "nn/cpu/init.h"
 #include "nn/layer_internal.h"
 #include "nn/net_internal.h"
 
@@ -255,5 +256,73 @@ dp_status dp_net_set_label_smoothing(dp_net *net, double eps)
         return dp_error_set(DP_ERR_ARG, "label smoothing %g is outside [0, 1)", eps);
     }
     dp__softmax_set_smoothing(&net->layers[net->loss_layer], eps);
+    return DP_OK;
+}
+
+static dp_status fill_const(float *w, size_t n, float value)
+{
+    for (size_t i = 0; i < n; i++) {
+        w[i] = value;
+    }
+    return DP_OK;
+}
+
+static dp_status init_param(const dp_layer *l, int index, uint64_t seed, dp_init fallback)
+{
+    const dp_param *prm = &l->params[index];
+    size_t n = (size_t)dp_shape_count(&prm->spec.shape);
+    dp_init_params ip = {.kind = fallback, .fan_in = prm->spec.fan_in,
+                         .fan_out = prm->spec.fan_out, .gain = prm->spec.gain, .seed = seed,
+                         .layer = (uint32_t)l->index, .param = (uint32_t)index};
+    switch (prm->spec.init) {
+    case DP_PARAM_INIT_WEIGHT:
+        if (prm->spec.init_name != NULL && dp_init_from_name(prm->spec.init_name, &ip.kind) !=
+                                               DP_OK) {
+            return dp_layer_error(l, DP_ERR_CFG, "init=%s: unknown initializer",
+                                  prm->spec.init_name);
+        }
+        if (ip.gain <= 0) {
+            ip.gain = 1.0f;
+        }
+        return dp_cpu_init_fill(prm->data, n, &ip);
+    case DP_PARAM_INIT_BIAS:
+        // PyTorch draws biases like its default weights; the other initializers start at 0.
+        if (fallback != DP_INIT_PYTORCH ||
+            (l->params[0].spec.init_name != NULL &&
+             strcmp(l->params[0].spec.init_name, "pytorch") != 0)) {
+            return fill_const(prm->data, n, 0.0f);
+        }
+        ip.kind = DP_INIT_PYTORCH;
+        return dp_cpu_init_fill(prm->data, n, &ip);
+    case DP_PARAM_INIT_ZERO:
+        return fill_const(prm->data, n, 0.0f);
+    case DP_PARAM_INIT_ONE:
+        return fill_const(prm->data, n, 1.0f);
+    case DP_PARAM_INIT_CONST:
+        return fill_const(prm->data, n, prm->spec.value);
+    }
+    DP_ASSERT(!"unknown parameter init");
+}
+
+dp_status dp_net_init_params(dp_net *net, uint64_t seed, const char *default_init)
+{
+    DP_ASSERT(net->arena != NULL);
+    dp_init fallback;
+    if (dp_init_from_name(default_init, &fallback) != DP_OK) {
+        return dp_error_set(DP_ERR_CFG, "%s: init=%s: unknown initializer (expected pytorch, "
+                                        "kaiming_normal, kaiming_uniform, xavier_normal, "
+                                        "xavier_uniform, lecun_normal, lecun_uniform)",
+                            dp_cfg_path(net->cfg), default_init);
+    }
+    for (int i = 0; i < net->n_layers; i++) {
+        dp_layer *l = &net->layers[i];
+        for (int p = 0; p < l->n_params; p++) {
+            DP_TRY(init_param(l, p, seed, fallback));
+        }
+        for (int b = 0; b < l->n_buffers; b++) {
+            DP_TRY(fill_const(l->buffers[b].data, (size_t)dp_shape_count(&l->buffers[b].spec.shape),
+                              l->buffers[b].spec.value));
+        }
+    }
     return DP_OK;
 }

@@ -198,3 +198,29 @@ Test(net_exec, label_out_of_range_names_the_layer_and_sample)
     cr_expect_not_null(strstr(dp_error_message(), "7"), "%s", dp_error_message());
     destroy(&f);
 }
+
+Test(net_exec, init_params_is_a_function_of_the_seed)
+{
+    fixture f;
+    build(&f, small_net);
+    size_t n = dp_net_param_count(f.net);
+    float *first = malloc(n * sizeof *first);
+    cr_assert_not_null(first);
+    cr_assert_eq(dp_net_init_params(f.net, 42, "default"), DP_OK, "%s", dp_error_message());
+    memcpy(first, dp_net_params(f.net), n * sizeof *first);
+    cr_assert_eq(dp_net_init_params(f.net, 42, "default"), DP_OK);
+    cr_expect_eq(memcmp(first, dp_net_params(f.net), n * sizeof *first), 0,
+                 "bitwise: same seed, same weights");
+    cr_assert_eq(dp_net_init_params(f.net, 43, "default"), DP_OK);
+    cr_expect_neq(memcmp(first, dp_net_params(f.net), n * sizeof *first), 0);
+    // Batch-norm scales start at 1, shifts at 0, running variance at 1 (layer 0: conv + BN).
+    const dp_layer *conv = dp_net_layer(f.net, 0);
+    cr_expect_str_eq(conv->params[1].spec.name, "scales");
+    cr_expect_eq(conv->params[1].data[0], 1.0f);
+    cr_expect_eq(conv->params[2].data[2], 0.0f);
+    cr_expect_eq(conv->buffers[1].data[1], 1.0f);
+    cr_expect_eq(dp_net_init_params(f.net, 1, "glorot"), DP_ERR_CFG);
+    cr_expect_not_null(strstr(dp_error_message(), "init=glorot"), "%s", dp_error_message());
+    free(first);
+    destroy(&f);
+}
