@@ -78,18 +78,32 @@ static inline float lhtan(float x)
     return x > 1.0f ? 0.001f * (x - 1.0f) + 1.0f : x;
 }
 
-static inline float softplus(float x)
+static inline float swish_grad(float x)
+{
+    float s = sigmoid(x);
+    return s * (1.0f + x * (1.0f - s));
+}
+
+// mish(x) = x tanh(softplus(x)) = x n / (n + 2) with n = e^x (e^x + 2): one exp instead of
+// exp, log1p and tanh. Above MISH_THRESHOLD softplus(x) = x (AlexeyAB's threshold) and
+// tanh(x) rounds to 1, so mish(x) = x there.
+static inline float mish(float x)
 {
     if (x > MISH_THRESHOLD) {
         return x;
     }
-    return x < -MISH_THRESHOLD ? expf(x) : log1pf(expf(x));
+    float e = expf(x), n = e * (e + 2.0f);
+    return x * n / (n + 2.0f);
 }
 
+// d/dx [x n / (n + 2)] = n / (n + 2) + x 4 e (e + 1) / (n + 2)^2.
 static inline float mish_grad(float x)
 {
-    float t = tanhf(softplus(x));
-    return t + x * (1.0f - t * t) * sigmoid(x);
+    if (x > MISH_THRESHOLD) {
+        return 1.0f;
+    }
+    float e = expf(x), n = e * (e + 2.0f), d = n + 2.0f;
+    return n / d + x * 4.0f * e * (e + 1.0f) / (d * d);
 }
 
 // 0.5 x (1 + tanh(u)) = x sigmoid(2u): no cancellation for large negative x.
@@ -180,7 +194,7 @@ dp_status dp_cpu_act_forward(float *y, const float *x, size_t n, dp_act act, flo
     case DP_ACT_SWISH:
         MAP(y, x, v * sigmoid(v));
     case DP_ACT_MISH:
-        MAP(y, x, v * tanhf(softplus(v)));
+        MAP(y, x, mish(v));
     case DP_ACT_GELU:
         MAP(y, x, gelu(v));
     case DP_ACT_GELU_ERF:
@@ -250,7 +264,7 @@ dp_status dp_cpu_act_backward(float *dx, const float *dy, const float *x, const 
     case DP_ACT_RELU6:
         GRAD(y, (v > 0.0f && v < 6.0f) ? 1.0f : 0.0f);
     case DP_ACT_SWISH:
-        GRAD(x, sigmoid(v) * (1.0f + v * (1.0f - sigmoid(v))));
+        GRAD(x, swish_grad(v));
     case DP_ACT_MISH:
         GRAD(x, mish_grad(v));
     case DP_ACT_GELU:

@@ -40,19 +40,41 @@ static dp_status check_params(const dp_dropout_params *p, const char *kernel, af
     return DP_OK;
 }
 
+// keep[i] for elements [first, first + count) of one sample (first a multiple of 4): word i of the
+// stream (seed; step, sample, layer) as dp_rng_uniform reads it (block i / 4 of Philox, word i %
+// 4), kept when >= p. Whole blocks at a time, without a call per element.
+static void sample_mask_at(uint8_t *keep, size_t first, size_t count, const dp_dropout_params *p,
+                           uint32_t sample)
+{
+    const uint32_t key[2] = {(uint32_t)p->seed, (uint32_t)(p->seed >> 32)};
+    uint32_t ctr[4] = {0, p->step, sample, p->layer}, block[4];
+    for (size_t i = 0; i < count; i += 4) {
+        ctr[0] = (uint32_t)((first + i) / 4);
+        dp_philox4x32_10(block, ctr, key);
+        for (size_t j = 0; j < 4 && i + j < count; j++) {
+            keep[i + j] = dp_rng_bits_to_unit(block[j]) >= p->p;
+        }
+    }
+}
+
+// Elements of a sample handled per mask chunk (a stack buffer; a multiple of 4).
+enum { MASK_CHUNK = 1024 };
+
 dp_status dp_cpu_dropout_forward(float *y, const float *x, const dp_dropout_params *p)
 {
     affine f;
     DP_TRY(check_params(p, "dropout forward", &f));
     DP_CPU_NEED(y, "dropout forward");
     DP_CPU_NEED(x, "dropout forward");
+    uint8_t keep[MASK_CHUNK];
     for (int n = 0; n < p->N; n++) {
-        dp_rng r;
-        dp_rng_init(&r, p->seed, p->step, p->first_sample + (uint32_t)n, p->layer);
         const size_t off = (size_t)n * p->sample_size;
-        for (size_t i = 0; i < p->sample_size; i++) {
-            int keep = dp_rng_uniform(&r) >= p->p;
-            y[off + i] = keep ? f.scale * x[off + i] + f.shift : f.dropped;
+        for (size_t i0 = 0; i0 < p->sample_size; i0 += MASK_CHUNK) {
+            size_t len = p->sample_size - i0 < MASK_CHUNK ? p->sample_size - i0 : MASK_CHUNK;
+            sample_mask_at(keep, i0, len, p, p->first_sample + (uint32_t)n);
+            for (size_t i = 0; i < len; i++) {
+                y[off + i0 + i] = keep[i] ? f.scale * x[off + i0 + i] + f.shift : f.dropped;
+            }
         }
     }
     return DP_OK;
@@ -65,14 +87,16 @@ dp_status dp_cpu_dropout_backward(float *dx, const float *dy, const dp_dropout_p
     DP_TRY(check_params(p, "dropout backward", &f));
     DP_CPU_NEED(dx, "dropout backward");
     DP_CPU_NEED(dy, "dropout backward");
+    uint8_t keep[MASK_CHUNK];
     for (int n = 0; n < p->N; n++) {
-        dp_rng r;
-        dp_rng_init(&r, p->seed, p->step, p->first_sample + (uint32_t)n, p->layer);
         const size_t off = (size_t)n * p->sample_size;
-        for (size_t i = 0; i < p->sample_size; i++) {
-            int keep = dp_rng_uniform(&r) >= p->p;
-            float g = keep ? f.scale * dy[off + i] : 0.0f;
-            dx[off + i] = accumulate ? dx[off + i] + g : g;
+        for (size_t i0 = 0; i0 < p->sample_size; i0 += MASK_CHUNK) {
+            size_t len = p->sample_size - i0 < MASK_CHUNK ? p->sample_size - i0 : MASK_CHUNK;
+            sample_mask_at(keep, i0, len, p, p->first_sample + (uint32_t)n);
+            for (size_t i = 0; i < len; i++) {
+                float g = keep[i] ? f.scale * dy[off + i0 + i] : 0.0f;
+                dx[off + i0 + i] = accumulate ? dx[off + i0 + i] + g : g;
+            }
         }
     }
     return DP_OK;
