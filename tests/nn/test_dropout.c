@@ -44,6 +44,31 @@ Test(dropout, mask_depends_on_sample_identity_not_batch_position)
     cr_expect_neq(memcmp(one, whole + 5 * SIZE, sizeof one), 0, "layer does not change the mask");
 }
 
+Test(dropout, element_i_is_word_i_of_the_sample_stream)
+{
+    // The documented contract a GPU kernel reproduces: element i of global sample s is kept when
+    // word i of the stream (seed; step, s, layer) gives dp_rng_uniform() >= p. 2051 elements
+    // cross the kernel's internal chunks and end in a partial Philox block.
+    enum { N = 2, SIZE = 2051 };
+    float *x = malloc(N * SIZE * sizeof(float)), *y = malloc(N * SIZE * sizeof(float));
+    cr_assert(x && y);
+    for (size_t i = 0; i < N * SIZE; i++) {
+        x[i] = 1.0f;
+    }
+    dp_dropout_params d = params(N, SIZE, 0.25f, 500);
+    cr_assert_eq(dp_cpu_dropout_forward(y, x, &d), DP_OK);
+    for (int n = 0; n < N; n++) {
+        dp_rng r;
+        dp_rng_init(&r, d.seed, d.step, d.first_sample + (uint32_t)n, d.layer);
+        for (size_t i = 0; i < SIZE; i++) {
+            int keep = dp_rng_uniform(&r) >= d.p;
+            cr_assert_eq(y[n * SIZE + i] != 0.0f, keep, "sample %d element %zu", n, i);
+        }
+    }
+    free(x);
+    free(y);
+}
+
 Test(dropout, kept_fraction_and_inverted_scaling)
 {
     enum { N = 10, SIZE = 10000 };
