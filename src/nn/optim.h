@@ -65,9 +65,9 @@ typedef struct dp_optim_config {
 
 #define DP_OPTIM_CONFIG_INIT                                                                       \
     {                                                                                              \
-        .kind = DP_OPTIM_SGD, .lr = DP_OPTIM_UNSET, .momentum = 0, .dampening = 0,                 \
-        .nesterov = 0, .beta1 = 0.9, .beta2 = 0.999, .eps = DP_OPTIM_UNSET, .amsgrad = 0,          \
-        .weight_decay = DP_OPTIM_UNSET, .decay_mode = DP_OPTIM_DECAY_DEFAULT, .rho = 0.9,           \
+        .kind = DP_OPTIM_SGD, .lr = DP_OPTIM_UNSET, .momentum = 0, .dampening = 0, .nesterov = 0,  \
+        .beta1 = 0.9, .beta2 = 0.999, .eps = DP_OPTIM_UNSET, .amsgrad = 0,                         \
+        .weight_decay = DP_OPTIM_UNSET, .decay_mode = DP_OPTIM_DECAY_DEFAULT, .rho = 0.9,          \
         .alpha = 0.99, .centered = 0, .lr_decay = 0, .initial_accumulator_value = 0,               \
         .momentum_decay = 4e-3, .clip_global_norm = 0, .max_norm = 0                               \
     }
