@@ -1,8 +1,10 @@
 // main() of dptrain: parses the command line and calls the library. Exit status: 0 on
 // success, 1 on any error (printed once as "dptrain: error: ..."), 2 on wrong usage.
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "comm/mpi_info.h"
 #include "core/backend.h"
@@ -13,18 +15,22 @@
 #include "io/h5_info.h"
 #include "nn/cpu/blas.h"
 #include "nn/net.h"
+#include "train/trainer.h"
 
 enum { EXIT_USAGE = 2, MAX_SETS = 256 };
 
 typedef struct options {
     const char *cfg_path;
     int check;
+    const char *out_dir;
+    long bench_steps;
     const char *sets[MAX_SETS];
     int n_sets;
 } options;
 
-static const char usage_line[] = "usage: dptrain [--check] CFG [--set section.key=value ...]\n"
-                                 "       dptrain --help | --version\n";
+static const char usage_line[] =
+    "usage: dptrain [--check] CFG [--set section.key=value ...] [--out DIR] [--bench N]\n"
+    "       dptrain --help | --version\n";
 
 static void print_help(void)
 {
@@ -37,12 +43,20 @@ static void print_help(void)
            "  --check CFG              parse and validate CFG, print what it describes, and exit\n"
            "  --set section.key=value  override (or add) a key of the first section of that\n"
            "                           name; repeatable, e.g. --set net.learning_rate=0.05\n"
+           "  --out DIR                output directory (default runs/<cfg name>-<UTC time>)\n"
+           "  --bench N                time N training steps (after 5 untimed) and N\n"
+           "                           evaluation batches on synthetic data of the cfg's input\n"
+           "                           shape; prints RESULT train_img_per_s= and eval_img_per_s=\n"
            "  --version                version and build features (CUDA devices, NCCL, MPI,\n"
            "                           OpenBLAS core and threads, HDF5)\n"
            "  -h, --help               this text\n"
            "\n"
            "environment:\n"
            "  DP_LOG_LEVEL             error | warn | info | debug (default info)\n"
+           "\n"
+           "The last line of a run is\n"
+           "  final: epochs=E steps=S test_top1=T test_loss=L train_img_per_s=R wall_s=W "
+           "params_sha256=H\n"
            "\n"
            "exit status: 0 success, 1 error, 2 wrong usage\n");
 }
@@ -172,6 +186,17 @@ static int parse_args(options *opt, int argc, char **argv)
                 return usage_error("too many --set options (at most 256)%s", "");
             }
             opt->sets[opt->n_sets++] = v;
+        } else if (strcmp(a, "--out") == 0) {
+            if (i + 1 >= argc) {
+                return usage_error("option --out needs a directory%s", "");
+            }
+            opt->out_dir = argv[++i];
+        } else if (strcmp(a, "--bench") == 0) {
+            char *end = NULL;
+            opt->bench_steps = i + 1 < argc ? strtol(argv[++i], &end, 10) : 0;
+            if (end == NULL || *end != '\0' || opt->bench_steps < 1) {
+                return usage_error("option --bench needs a step count >= 1%s", "");
+            }
         } else if (a[0] == '-' && a[1] != '\0') {
             return usage_error("unknown option '%s'", a);
         } else if (opt->cfg_path == NULL) {
@@ -186,6 +211,79 @@ static int parse_args(options *opt, int argc, char **argv)
     return -1;
 }
 
+// --- training output ---
+
+typedef struct progress_ctx {
+    int tty; // stdout is a terminal: the step line updates in place
+} progress_ctx;
+
+static void print_progress(const dp_train_progress *p, void *vctx)
+{
+    progress_ctx *ctx = vctx;
+    switch (p->event) {
+    case DP_TRAIN_EVENT_START:
+        printf("%s\n", p->message);
+        break;
+    case DP_TRAIN_EVENT_STEP:
+        printf("%sepoch %ld/%ld step %ld/%ld loss %.4f top1 %.4f lr %.5g %.1f img/s data wait "
+               "%.1f%% eta %.0fs%s",
+               ctx->tty ? "\r\033[K" : "", p->epoch, p->epochs, p->step_in_epoch,
+               p->steps_per_epoch, p->train_loss, p->train_top1, p->lr, p->img_per_s,
+               100.0 * p->data_wait_frac, p->eta_s, ctx->tty ? "" : "\n");
+        break;
+    case DP_TRAIN_EVENT_EPOCH:
+        printf("%sepoch %ld/%ld done: step %ld loss %.4f top1 %.4f lr %.5g %.1f img/s", 
+               ctx->tty ? "\r\033[K" : "", p->epoch, p->epochs, p->step, p->train_loss,
+               p->train_top1, p->lr, p->img_per_s);
+        if (p->evaluated) {
+            printf(" | test loss %.4f top1 %.4f top5 %.4f", p->test_loss, p->test_top1,
+                   p->test_top5);
+        }
+        printf(" | %.0fs elapsed\n", p->elapsed_s);
+        break;
+    }
+    fflush(stdout);
+}
+
+static int run_train(const options *opt)
+{
+    dp_cfg *cfg = NULL;
+    if (dp_cfg_load(&cfg, opt->cfg_path) != DP_OK) {
+        return fail();
+    }
+    for (int i = 0; i < opt->n_sets; i++) {
+        if (dp_cfg_set(cfg, opt->sets[i]) != DP_OK) {
+            dp_cfg_destroy(cfg);
+            return fail();
+        }
+    }
+    if (dp_cfg_validate(cfg) != DP_OK) {
+        dp_cfg_destroy(cfg);
+        return fail();
+    }
+    progress_ctx ctx = {isatty(STDOUT_FILENO)};
+    dp_train_options to = DP_TRAIN_OPTIONS_INIT;
+    to.out_dir = opt->out_dir;
+    to.bench_steps = opt->bench_steps;
+    to.progress = print_progress;
+    to.progress_ctx = &ctx;
+    dp_train_result res;
+    dp_status st = dp_train_run(cfg, &to, &res);
+    dp_cfg_destroy(cfg);
+    if (st != DP_OK) {
+        return fail();
+    }
+    if (opt->bench_steps > 0) {
+        printf("RESULT train_img_per_s=%.1f\n", res.bench_train_img_per_s);
+        printf("RESULT eval_img_per_s=%.1f\n", res.bench_eval_img_per_s);
+    }
+    printf("final: epochs=%ld steps=%ld test_top1=%.4f test_loss=%.4f train_img_per_s=%.1f "
+           "wall_s=%.1f params_sha256=%s\n",
+           res.epochs, res.steps, res.test_top1, res.test_loss, res.train_img_per_s, res.wall_s,
+           res.params_sha256);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     options opt;
@@ -196,9 +294,5 @@ int main(int argc, char **argv)
     if (opt.check) {
         return run_check(&opt);
     }
-    dp_error_set(DP_ERR_UNSUPPORTED,
-                 "training is not built yet in this version; `dptrain --check %s` validates "
-                 "the cfg",
-                 opt.cfg_path);
-    return fail();
+    return run_train(&opt);
 }

@@ -65,6 +65,7 @@ size_t dp_net_buffer_count(const dp_net *net);
 const uint8_t *dp_net_decay_mask(const dp_net *net);
 
 typedef struct dp_net_run {
+    int n;                 // samples in this call, 1..batch; 0: the full batch
     int train;             // 1: batch statistics and dropout (the net must be allocated to train)
     int accumulate;        // 1: backward adds to the gradients already there (micro-batches)
     long step;             // optimizer step (keys dropout)

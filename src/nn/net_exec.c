@@ -169,7 +169,8 @@ static dp_step make_step(dp_net *net, const dp_net_run *run)
 {
     dp_step s;
     memset(&s, 0, sizeof s);
-    s.n = net->batch;
+    DP_ASSERT(run->n >= 0 && run->n <= net->batch);
+    s.n = run->n > 0 ? run->n : net->batch;
     s.train = run->train;
     s.accumulate = run->accumulate;
     s.step = run->step;

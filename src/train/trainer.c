@@ -1,0 +1,524 @@
+// The step loop: pop a batch from the pipeline, run its micro-batches forward and backward
+// (gradients accumulate), step the optimizer at the scheduled rate, report, evaluate every
+// eval_every epochs. Also --bench (synthetic, timed steps) and the SHA-256 of the parameters.
+#include "train/trainer.h"
+
+#include <errno.h>
+#include <math.h>
+#include <openssl/evp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "core/error.h"
+#include "core/log.h"
+#include "core/rng.h"
+#include "core/timer.h"
+#include "io/dataset.h"
+#include "io/pipeline.h"
+#include "nn/cpu/blas.h"
+#include "nn/net.h"
+#include "nn/optim.h"
+#include "nn/schedule.h"
+#include "train/trainer_internal.h"
+
+void dp_train_sha256_hex(char out[65], const float *data, size_t n)
+{
+    unsigned char digest[32];
+    unsigned int len = 0;
+    if (EVP_Digest(data, n * sizeof(float), digest, &len, EVP_sha256(), NULL) != 1 || len != 32) {
+        memset(digest, 0, sizeof digest);
+    }
+    for (int i = 0; i < 32; i++) {
+        snprintf(out + 2 * i, 3, "%02x", digest[i]);
+    }
+}
+
+// --- set-up ---
+
+static dp_status read_settings(trainer *t)
+{
+    const dp_cfg_section *net = dp_cfg_find(t->cfg, "net");
+    const dp_cfg_section *train = dp_cfg_find(t->cfg, "train");
+    const dp_cfg_section *data = dp_cfg_find(t->cfg, "data");
+    long batch, subdivisions, max_batches, epochs, seed, threads, log_every, eval_every;
+    DP_TRY(dp_cfg_get_int(net, "batch", 1, &batch));
+    DP_TRY(dp_cfg_get_int(net, "subdivisions", 1, &subdivisions));
+    DP_TRY(dp_cfg_get_int(net, "max_batches", 0, &max_batches));
+    t->global_batch = batch;
+    t->subdivisions = (int)subdivisions;
+    t->max_batches = max_batches;
+    epochs = 1;
+    seed = 0;
+    threads = 0;
+    log_every = 50;
+    eval_every = 1;
+    double smoothing = 0;
+    const char *init = "default";
+    if (train != NULL) {
+        DP_TRY(dp_cfg_get_int(train, "epochs", max_batches > 0 ? 1000000 : 1, &epochs));
+        DP_TRY(dp_cfg_get_int(train, "seed", 0, &seed));
+        DP_TRY(dp_cfg_get_int(train, "threads", 0, &threads));
+        DP_TRY(dp_cfg_get_int(train, "log_every", 50, &log_every));
+        DP_TRY(dp_cfg_get_int(train, "eval_every", 1, &eval_every));
+        DP_TRY(dp_cfg_get_float(train, "label_smoothing", 0.0, &smoothing));
+        DP_TRY(dp_cfg_get_str(train, "init", "default", &init));
+    }
+    t->epochs = epochs;
+    t->seed = (uint64_t)seed;
+    t->log_every = log_every;
+    t->eval_every = eval_every;
+    t->label_smoothing = smoothing;
+    t->init = init;
+    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    t->threads = threads > 0 ? (int)threads : (int)(cores > 0 ? cores : 1);
+    long workers = 1, prefetch = 4, crop_pad = 0;
+    int flip = 0;
+    const char *source = "hdf5";
+    if (data != NULL) {
+        DP_TRY(dp_cfg_get_int(data, "workers", 1, &workers));
+        DP_TRY(dp_cfg_get_int(data, "prefetch", 4, &prefetch));
+        DP_TRY(dp_cfg_get_int(data, "crop_pad", 0, &crop_pad));
+        DP_TRY(dp_cfg_get_bool(data, "flip", 0, &flip));
+        DP_TRY(dp_cfg_get_str(data, "source", "hdf5", &source));
+    }
+    t->workers = workers > 0 ? (int)workers : 1;
+    t->prefetch = prefetch < 2 ? 2 : (int)prefetch;
+    t->crop_pad = (int)crop_pad;
+    t->flip = flip;
+    t->synthetic = strcmp(source, "synthetic") == 0;
+    if (batch % subdivisions != 0) {
+        char where[256];
+        return dp_error_set(DP_ERR_CFG, "%s: [net] subdivisions: %ld does not divide batch %ld",
+                            dp_cfg_where(net, "subdivisions", where, sizeof where), subdivisions,
+                            batch);
+    }
+    return DP_OK;
+}
+
+static dp_status build_net(trainer *t)
+{
+    dp_net_config nc = DP_NET_CONFIG_INIT;
+    nc.batch = (int)(t->global_batch / t->subdivisions);
+    DP_TRY(dp_net_create(&t->net, t->cfg, &nc));
+    DP_TRY(dp_net_alloc(t->net, 1));
+    DP_TRY(dp_net_init_params(t->net, t->seed, t->init));
+    if (t->label_smoothing > 0) {
+        DP_TRY(dp_net_set_label_smoothing(t->net, t->label_smoothing));
+    }
+    t->micro = dp_net_batch(t->net);
+    dp_shape in = dp_net_input_shape(t->net), out = dp_net_output_shape(t->net);
+    t->in_count = (size_t)dp_shape_count(&in);
+    t->classes = (int)dp_shape_count(&out);
+    return DP_OK;
+}
+
+static dp_status build_optimizer(trainer *t)
+{
+    dp_optim_config oc;
+    DP_TRY(dp_optim_config_from_cfg(&oc, t->cfg));
+    DP_TRY(dp_optim_create(&t->optim, &oc, dp_net_param_count(t->net)));
+    return DP_OK;
+}
+
+// The dataset's images must match the network's input, and its classes the output.
+static dp_status check_dataset(const trainer *t, const dp_dataset *ds, const char *path)
+{
+    const dp_dataset_info *info = dp_dataset_get_info(ds);
+    dp_shape in = dp_net_input_shape(t->net);
+    if (info->h != in.dims[1] || info->w != in.dims[2] || info->c != in.dims[0]) {
+        return dp_error_set(DP_ERR_SHAPE,
+                            "%s: images are %lldx%lldx%lld (HxWxC) but %s [net] expects "
+                            "%lldx%lldx%lld",
+                            path, (long long)info->h, (long long)info->w, (long long)info->c,
+                            dp_cfg_path(t->cfg), (long long)in.dims[1], (long long)in.dims[2],
+                            (long long)in.dims[0]);
+    }
+    if (info->n_classes != t->classes) {
+        return dp_error_set(DP_ERR_SHAPE, "%s: %lld classes but the network of %s outputs %d",
+                            path, (long long)info->n_classes, dp_cfg_path(t->cfg), t->classes);
+    }
+    return DP_OK;
+}
+
+static dp_status open_data(trainer *t)
+{
+    const dp_cfg_section *data = dp_cfg_find(t->cfg, "data");
+    if (t->synthetic) {
+        long samples = t->global_batch * 8, test_samples = t->global_batch * 2;
+        if (data != NULL) {
+            DP_TRY(dp_cfg_get_int(data, "samples", samples, &samples));
+            DP_TRY(dp_cfg_get_int(data, "test_samples", test_samples, &test_samples));
+        }
+        t->syn_train = (dp_pipeline_synthetic){0};
+        dp_shape in = dp_net_input_shape(t->net);
+        t->syn_train.n = samples;
+        t->syn_train.h = in.dims[1];
+        t->syn_train.w = in.dims[2];
+        t->syn_train.c = in.dims[0];
+        t->syn_train.n_classes = t->classes;
+        t->syn_train.seed = t->seed;
+        t->syn_test = t->syn_train;
+        t->syn_test.n = test_samples;
+        t->syn_test.seed = t->seed + 1;
+        return DP_OK;
+    }
+    if (data == NULL) {
+        return dp_error_set(DP_ERR_CFG, "%s: no [data] section: give train= and test= (HDF5 files "
+                                        "from dpdata) or source=synthetic",
+                            dp_cfg_path(t->cfg));
+    }
+    DP_TRY(dp_cfg_require_str(data, "train", &t->train_path));
+    DP_TRY(dp_cfg_get_str(data, "test", NULL, &t->test_path));
+    DP_TRY(dp_dataset_open(&t->train_ds, t->train_path));
+    DP_TRY(check_dataset(t, t->train_ds, t->train_path));
+    if (t->test_path != NULL) {
+        DP_TRY(dp_dataset_open(&t->test_ds, t->test_path));
+        DP_TRY(check_dataset(t, t->test_ds, t->test_path));
+    }
+    return DP_OK;
+}
+
+static dp_status start_pipeline(trainer *t, dp_pipeline **out, int eval,
+                                const dp_sampler_state *resume)
+{
+    dp_pipeline_config pc = DP_PIPELINE_CONFIG_INIT;
+    pc.dataset = eval ? t->test_ds : t->train_ds;
+    if (t->synthetic) {
+        pc.dataset = NULL;
+        pc.synthetic = eval ? t->syn_test : t->syn_train;
+    }
+    pc.sampler.global_batch = eval ? t->micro : t->global_batch;
+    pc.sampler.seed = t->seed;
+    pc.sampler.mode = eval ? DP_SAMPLER_EVAL : DP_SAMPLER_TRAIN;
+    pc.resume = resume;
+    pc.n_workers = t->workers;
+    pc.n_buffers = t->prefetch;
+    pc.crop_pad = eval ? 0 : t->crop_pad;
+    pc.flip = eval ? 0 : t->flip;
+    return dp_pipeline_create(out, &pc);
+}
+
+// --- evaluation ---
+
+typedef struct eval_result {
+    double loss, top1, top5;
+    long samples;
+} eval_result;
+
+static dp_status evaluate(trainer *t, eval_result *out)
+{
+    memset(out, 0, sizeof *out);
+    if (t->test_ds == NULL && !t->synthetic) {
+        out->loss = out->top1 = out->top5 = NAN;
+        return DP_OK;
+    }
+    dp_pipeline *pipe = NULL;
+    DP_TRY(start_pipeline(t, &pipe, 1, NULL));
+    dp_status st = DP_OK;
+    double loss = 0;
+    long top1 = 0, top5 = 0, n = 0;
+    for (;;) {
+        const dp_pipeline_batch *b;
+        DP_TRY_GOTO(dp_pipeline_pop(pipe, &b), st, done);
+        if (b == NULL) {
+            break;
+        }
+        dp_net_run run = DP_NET_RUN_INIT;
+        run.n = (int)b->count;
+        run.labels = b->labels;
+        if (b->count > 0) {
+            st = dp_net_forward(t->net, b->images, &run);
+            dp_net_metrics m;
+            if (st == DP_OK) {
+                st = dp_net_metrics_get(t->net, &m);
+            }
+            loss += m.loss_sum;
+            top1 += m.top1;
+            top5 += m.top5;
+            n += b->count;
+        }
+        dp_pipeline_release(pipe, b);
+        if (st != DP_OK) {
+            goto done;
+        }
+    }
+    out->samples = n;
+    out->loss = n > 0 ? loss / (double)n : NAN;
+    out->top1 = n > 0 ? (double)top1 / (double)n : NAN;
+    out->top5 = n > 0 ? (double)top5 / (double)n : NAN;
+done:
+    dp_pipeline_destroy(pipe);
+    return st;
+}
+
+// --- the step ---
+
+// Names the first layer (in backward order) whose parameter gradients are not finite.
+static dp_status non_finite_error(trainer *t, const char *what)
+{
+    const float *g = dp_net_grads(t->net);
+    for (int i = dp_net_layer_count(t->net) - 1; i >= 0; i--) {
+        const dp_layer *l = dp_net_layer(t->net, i);
+        for (int p = 0; p < l->n_params; p++) {
+            size_t n = (size_t)dp_shape_count(&l->params[p].spec.shape);
+            for (size_t k = 0; k < n; k++) {
+                if (!isfinite(g[l->params[p].offset + k])) {
+                    char where[256];
+                    return dp_error_set(DP_ERR_DATA,
+                                        "step %ld: %s; the first non-finite gradient (in backward "
+                                        "order) is in layer %d %s (%s), parameter %s",
+                                        t->step, what, i, l->ops->name,
+                                        dp_cfg_where(l->section, NULL, where, sizeof where),
+                                        l->params[p].spec.name);
+                }
+            }
+        }
+    }
+    return dp_error_set(DP_ERR_DATA, "step %ld: %s (every gradient is finite)", t->step, what);
+}
+
+static dp_status train_step(trainer *t, const dp_pipeline_batch *b)
+{
+    double loss = 0;
+    long correct = 0;
+    for (int m = 0; m < t->subdivisions; m++) {
+        dp_net_run run = DP_NET_RUN_INIT;
+        run.train = 1;
+        run.accumulate = m > 0;
+        run.step = t->step;
+        run.seed = t->seed;
+        run.first_sample = b->index * t->global_batch + (int64_t)m * t->micro;
+        run.labels = b->labels + (size_t)m * (size_t)t->micro;
+        run.loss_scale = 1.0f / (float)t->global_batch;
+        const float *x = b->images + (size_t)m * (size_t)t->micro * t->in_count;
+        DP_TRY(dp_net_forward(t->net, x, &run));
+        DP_TRY(dp_net_backward(t->net, &run));
+        dp_net_metrics mt;
+        DP_TRY(dp_net_metrics_get(t->net, &mt));
+        loss += mt.loss_sum;
+        correct += mt.top1;
+    }
+    if (!isfinite(loss)) {
+        return non_finite_error(t, "the training loss is not finite");
+    }
+    float lr = dp_schedule_lr(&t->schedule, t->step);
+    dp_status st = dp_optim_step(t->optim, dp_net_params(t->net), dp_net_grads(t->net),
+                                 dp_net_decay_mask(t->net), lr);
+    if (st == DP_ERR_DATA) {
+        return non_finite_error(t, dp_error_message());
+    }
+    DP_TRY(st);
+    t->win_loss += loss;
+    t->win_correct += (double)correct;
+    t->win_samples += t->global_batch;
+    t->win_steps++;
+    t->samples_total += t->global_batch;
+    t->step++;
+    return DP_OK;
+}
+
+static void report(trainer *t, dp_train_event event, long epoch, long step_in_epoch,
+                   const eval_result *ev)
+{
+    if (t->opt.progress == NULL) {
+        return;
+    }
+    double now = dp_time_s();
+    double span = now - t->win_start_s;
+    dp_train_progress p;
+    memset(&p, 0, sizeof p);
+    p.event = event;
+    p.step = t->step;
+    p.total_steps = t->total_steps;
+    p.epoch = epoch;
+    p.epochs = t->epochs;
+    p.step_in_epoch = step_in_epoch;
+    p.steps_per_epoch = t->steps_per_epoch;
+    p.lr = dp_schedule_lr(&t->schedule, t->step > 0 ? t->step - 1 : 0);
+    p.train_loss = t->win_samples > 0 ? t->win_loss / (double)t->win_samples : NAN;
+    p.train_top1 = t->win_samples > 0 ? t->win_correct / (double)t->win_samples : NAN;
+    p.img_per_s = span > 0 ? (double)t->win_samples / span : 0;
+    p.data_wait_frac = span > 0 ? t->win_wait_s / span : 0;
+    p.elapsed_s = now - t->run_start_s;
+    double per_step = t->step > 0 ? p.elapsed_s / (double)t->step : 0;
+    p.eta_s = per_step * (double)(t->total_steps - t->step);
+    if (ev != NULL) {
+        p.evaluated = 1;
+        p.test_loss = ev->loss;
+        p.test_top1 = ev->top1;
+        p.test_top5 = ev->top5;
+    }
+    t->opt.progress(&p, t->opt.progress_ctx);
+    t->win_start_s = now;
+    t->win_wait_s = t->win_loss = t->win_correct = 0;
+    t->win_samples = t->win_steps = 0;
+}
+
+// --- the run ---
+
+static dp_status plan_steps(trainer *t)
+{
+    t->steps_per_epoch = dp_pipeline_batches_per_epoch(t->train_pipe);
+    t->total_steps = t->steps_per_epoch * t->epochs;
+    if (t->max_batches > 0 && t->max_batches < t->total_steps) {
+        t->total_steps = t->max_batches;
+    }
+    return dp_schedule_from_cfg(&t->schedule, t->cfg, t->steps_per_epoch, t->total_steps);
+}
+
+static void report_start(trainer *t)
+{
+    if (t->opt.progress == NULL) {
+        return;
+    }
+    char msg[1024];
+    snprintf(msg, sizeof msg,
+             "%s: %zu parameters, batch %ld (%d x %d), %ld steps/epoch x %ld epochs = %ld steps; "
+             "OpenBLAS %s x %d threads, %d data worker%s; data %s",
+             dp_cfg_path(t->cfg), dp_net_param_count(t->net), t->global_batch, t->subdivisions,
+             t->micro, t->steps_per_epoch, t->epochs, t->total_steps, dp_blas_corename(),
+             dp_blas_threads(), t->workers, t->workers == 1 ? "" : "s",
+             t->synthetic ? "synthetic" : t->train_path);
+    dp_train_progress p;
+    memset(&p, 0, sizeof p);
+    p.event = DP_TRAIN_EVENT_START;
+    p.message = msg;
+    p.total_steps = t->total_steps;
+    p.epochs = t->epochs;
+    p.steps_per_epoch = t->steps_per_epoch;
+    t->opt.progress(&p, t->opt.progress_ctx);
+}
+
+static dp_status train_loop(trainer *t, dp_train_result *res)
+{
+    eval_result ev = {NAN, NAN, NAN, 0};
+    t->run_start_s = t->win_start_s = dp_time_s();
+    for (long epoch = 0; epoch < t->epochs && t->step < t->total_steps; epoch++) {
+        long in_epoch = 0;
+        while (in_epoch < t->steps_per_epoch && t->step < t->total_steps) {
+            const dp_pipeline_batch *b;
+            double w0 = dp_time_s();
+            DP_TRY(dp_pipeline_pop(t->train_pipe, &b));
+            double waited = dp_time_s() - w0;
+            t->win_wait_s += waited;
+            t->wait_total_s += waited;
+            dp_status st = train_step(t, b);
+            dp_pipeline_release(t->train_pipe, b);
+            DP_TRY(st);
+            in_epoch++;
+            if (t->log_every > 0 && t->step % t->log_every == 0 && in_epoch < t->steps_per_epoch &&
+                t->step < t->total_steps) {
+                report(t, DP_TRAIN_EVENT_STEP, epoch + 1, in_epoch, NULL);
+            }
+        }
+        res->epochs = epoch + 1;
+        res->steps = t->step;
+        int last = epoch + 1 == t->epochs || t->step >= t->total_steps;
+        int do_eval = last || (t->eval_every > 0 && (epoch + 1) % t->eval_every == 0);
+        if (do_eval) {
+            DP_TRY(evaluate(t, &ev));
+            res->test_top1 = ev.top1;
+            res->test_loss = ev.loss;
+        }
+        report(t, DP_TRAIN_EVENT_EPOCH, epoch + 1, in_epoch, do_eval ? &ev : NULL);
+    }
+    res->wall_s = dp_time_s() - t->run_start_s;
+    res->train_img_per_s = res->wall_s > 0 ? (double)t->samples_total / res->wall_s : 0;
+    return DP_OK;
+}
+
+// --bench N: 5 untimed and N timed training steps on one synthetic batch of the cfg's input
+// shape (no data pipeline: compute alone, as the reference benchmarks measure), then as many
+// evaluation forwards.
+static dp_status bench(trainer *t, dp_train_result *res)
+{
+    size_t count = (size_t)t->global_batch * t->in_count;
+    float *images = malloc(count * sizeof *images);
+    int32_t *labels = malloc((size_t)t->global_batch * sizeof *labels);
+    int64_t *records = malloc((size_t)t->global_batch * sizeof *records);
+    if (images == NULL || labels == NULL || records == NULL) {
+        free(images);
+        free(labels);
+        free(records);
+        return dp_error_set(DP_ERR_NOMEM, "--bench: out of memory for one batch");
+    }
+    dp_rng_fill_normal(images, count, 0.0f, 1.0f, t->seed, 0, 0, 0x62656e63u);
+    for (long i = 0; i < t->global_batch; i++) {
+        labels[i] = (int32_t)(i % t->classes);
+        records[i] = i;
+    }
+    dp_pipeline_batch b = {0, 0, t->global_batch, records, labels, images};
+    dp_status st = DP_OK;
+    t->total_steps = 5 + t->opt.bench_steps;
+    t->steps_per_epoch = t->total_steps;
+    DP_TRY_GOTO(dp_schedule_from_cfg(&t->schedule, t->cfg, t->steps_per_epoch, t->total_steps),
+                st, out);
+    double start = 0;
+    for (long i = 0; i < t->total_steps; i++) {
+        if (i == 5) {
+            start = dp_time_s();
+        }
+        DP_TRY_GOTO(train_step(t, &b), st, out);
+    }
+    res->bench_train_img_per_s =
+        (double)(t->opt.bench_steps * t->global_batch) / (dp_time_s() - start);
+    res->steps = t->step;
+    dp_net_run run = DP_NET_RUN_INIT;
+    run.labels = labels;
+    long evals = t->opt.bench_steps * t->subdivisions;
+    for (long i = 0; i < evals + 5; i++) {
+        if (i == 5) {
+            start = dp_time_s();
+        }
+        DP_TRY_GOTO(dp_net_forward(t->net, images, &run), st, out);
+    }
+    res->bench_eval_img_per_s = (double)(evals * t->micro) / (dp_time_s() - start);
+out:
+    free(images);
+    free(labels);
+    free(records);
+    return st;
+}
+
+static void destroy(trainer *t)
+{
+    dp_pipeline_destroy(t->train_pipe);
+    dp_dataset_destroy(t->train_ds);
+    dp_dataset_destroy(t->test_ds);
+    dp_optim_destroy(t->optim);
+    dp_net_destroy(t->net);
+}
+
+dp_status dp_train_run(const dp_cfg *cfg, const dp_train_options *opt, dp_train_result *res)
+{
+    memset(res, 0, sizeof *res);
+    res->test_top1 = res->test_loss = NAN;
+    trainer t;
+    memset(&t, 0, sizeof t);
+    t.cfg = cfg;
+    t.opt = *opt;
+    dp_status st;
+    DP_TRY_GOTO(read_settings(&t), st, out);
+    dp_blas_set_threads(t.threads);
+    DP_TRY_GOTO(build_net(&t), st, out);
+    DP_TRY_GOTO(build_optimizer(&t), st, out);
+    if (opt->bench_steps > 0) {
+        DP_TRY_GOTO(bench(&t, res), st, out);
+    } else {
+        DP_TRY_GOTO(open_data(&t), st, out);
+        DP_TRY_GOTO(start_pipeline(&t, &t.train_pipe, 0, NULL), st, out);
+        DP_TRY_GOTO(plan_steps(&t), st, out);
+        report_start(&t);
+        DP_TRY_GOTO(train_loop(&t, res), st, out);
+    }
+out:
+    if (t.net != NULL) {
+        dp_train_sha256_hex(res->params_sha256, dp_net_params(t.net), dp_net_param_count(t.net));
+    }
+    destroy(&t);
+    return st;
+}

@@ -1,0 +1,52 @@
+// The trainer's state, shared by trainer.c (set-up, step loop, evaluation, --bench) and the
+// files that add to it (checkpoints, output).
+#ifndef DP_TRAIN_TRAINER_INTERNAL_H
+#define DP_TRAIN_TRAINER_INTERNAL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "io/dataset.h"
+#include "io/pipeline.h"
+#include "nn/net.h"
+#include "nn/optim.h"
+#include "nn/schedule.h"
+#include "train/trainer.h"
+
+typedef struct trainer {
+    const dp_cfg *cfg;
+    dp_train_options opt;
+
+    // settings
+    long global_batch;  // [net] batch: samples per optimizer step over all ranks
+    int subdivisions;   // micro-batches per step
+    int micro;          // samples per micro-batch (the network's batch)
+    long max_batches;   // [net] max_batches (0: none)
+    long epochs;
+    uint64_t seed;
+    long log_every, eval_every;
+    double label_smoothing;
+    const char *init;
+    int threads, workers, prefetch, crop_pad, flip, synthetic;
+
+    // parts
+    dp_net *net;
+    size_t in_count; // floats per sample of the input
+    int classes;
+    dp_optim *optim;
+    dp_schedule schedule;
+    const char *train_path, *test_path;
+    dp_dataset *train_ds, *test_ds;
+    dp_pipeline_synthetic syn_train, syn_test;
+    dp_pipeline *train_pipe;
+
+    // progress
+    long step, steps_per_epoch, total_steps;
+    double run_start_s;
+    double win_start_s, win_wait_s, win_loss, win_correct;
+    long win_samples, win_steps;
+    double wait_total_s;
+    long samples_total;
+} trainer;
+
+#endif
