@@ -207,14 +207,15 @@ void dp_cpu_conv_col2im(float *x, const float *col, size_t ldcol, int C, const d
 
 // --- bias ---
 
-// y[n, k, :] += bias[k] for one image.
-static void add_bias(float *y, const float *bias, int K, size_t ohw)
+// y[k, :] = bias[k] (0 without bias) for one image: the GEMM then accumulates into it with
+// beta = 1, which saves OpenBLAS's beta pass and a separate bias pass.
+static void init_bias(float *y, const float *bias, int K, size_t ohw)
 {
     for (int k = 0; k < K; k++) {
-        float b = bias[k];
+        const float b = bias != NULL ? bias[k] : 0.0f;
         float *yk = y + (size_t)k * ohw;
         for (size_t i = 0; i < ohw; i++) {
-            yk[i] += b;
+            yk[i] = b;
         }
     }
 }
@@ -234,7 +235,8 @@ static void bias_grad(float *db, const float *dy, int N, int K, size_t ohw, int 
 
 // --- depthwise (one input channel per group, K / groups filters each) ---
 
-static void depthwise_forward(float *y, const float *x, const float *w, const dp_conv_params *p)
+static void depthwise_forward(float *y, const float *x, const float *w, const float *bias,
+                              const dp_conv_params *p)
 {
     const int OH = p->out_h, OW = p->out_w, mult = p->K / p->groups;
     const size_t hw = (size_t)p->H * p->W, ohw = (size_t)OH * OW;
@@ -242,7 +244,7 @@ static void depthwise_forward(float *y, const float *x, const float *w, const dp
         for (int k = 0; k < p->K; k++) {
             const float *xp = x + ((size_t)n * p->C + k / mult) * hw;
             float *yp = y + ((size_t)n * p->K + k) * ohw;
-            memset(yp, 0, ohw * sizeof(float));
+            init_bias(yp, bias != NULL ? bias + k : NULL, 1, ohw);
             for (int r = 0; r < p->R; r++) {
                 int off_h = r * p->dil_h - p->pad_h, oh_lo, oh_hi;
                 dp__tap_range(OH, p->stride_h, off_h, p->H, &oh_lo, &oh_hi);
@@ -338,15 +340,16 @@ dp_status dp_cpu_conv_forward(float *y, const float *x, const float *w, const fl
     DP_CPU_NEED(w, "conv forward");
     const size_t ohw = (size_t)p->out_h * p->out_w, hw = (size_t)p->H * p->W;
     if (is_depthwise(p)) {
-        depthwise_forward(y, x, w, p);
-        for (int n = 0; bias != NULL && n < p->N; n++) {
-            add_bias(y + (size_t)n * p->K * ohw, bias, p->K, ohw);
-        }
+        depthwise_forward(y, x, w, bias, p);
         return DP_OK;
     }
     const int Cg = p->C / p->groups, Kg = p->K / p->groups, crs = Cg * p->R * p->S;
     const int pointwise = is_pointwise(p);
+    const float beta = bias != NULL ? 1.0f : 0.0f;
     for (int n = 0; n < p->N; n++) {
+        if (bias != NULL) {
+            init_bias(y + (size_t)n * p->K * ohw, bias, p->K, ohw);
+        }
         for (int g = 0; g < p->groups; g++) {
             const float *xg = x + ((size_t)n * p->C + (size_t)g * Cg) * hw;
             float *yg = y + ((size_t)n * p->K + (size_t)g * Kg) * ohw;
@@ -356,10 +359,7 @@ dp_status dp_cpu_conv_forward(float *y, const float *x, const float *w, const fl
                 cols = ws;
             }
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Kg, (int)ohw, crs, 1.0f,
-                        w + (size_t)g * Kg * crs, crs, cols, (int)ohw, 0.0f, yg, (int)ohw);
-        }
-        if (bias != NULL) {
-            add_bias(y + (size_t)n * p->K * ohw, bias, p->K, ohw);
+                        w + (size_t)g * Kg * crs, crs, cols, (int)ohw, beta, yg, (int)ohw);
         }
     }
     return DP_OK;
