@@ -451,7 +451,8 @@ static dp_status bench(trainer *t, dp_train_result *res)
         labels[i] = (int32_t)(i % t->classes);
         records[i] = i;
     }
-    dp_pipeline_batch b = {0, 0, t->global_batch, records, labels, images};
+    dp_pipeline_batch b = {.epoch = 0, .index = 0, .count = t->global_batch, .records = records,
+                           .labels = labels, .images = images};
     dp_status st = DP_OK;
     t->total_steps = 5 + t->opt.bench_steps;
     t->steps_per_epoch = t->total_steps;
