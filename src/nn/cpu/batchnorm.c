@@ -136,8 +136,7 @@ dp_status dp_cpu_bn_backward(float *dx, float *dgamma, float *dbeta, const float
         double sum_dy = 0.0, sum_dy_dev = 0.0;
         for (int n = 0; n < p->N; n++) {
             const size_t off = ((size_t)n * p->C + c) * hw;
-            sum_dy += dp__sum(dy + off, hw);
-            sum_dy_dev += dp__dot_dev(dy + off, x + off, hw, mean);
+            dp__sum_dot_dev(dy + off, x + off, hw, mean, &sum_dy, &sum_dy_dev);
         }
         const double sum_dy_xhat = sum_dy_dev * inv_std;
         int add = (accum & DP_ACCUM_DPARAMS) != 0;

@@ -45,7 +45,9 @@ double dp__sum(const float *x, size_t n);
 // sum_i (x[i] - shift)^2
 double dp__sum_sq_dev(const float *x, size_t n, float shift);
 
-// sum_i a[i] (b[i] - shift)
-double dp__dot_dev(const float *a, const float *b, size_t n, float shift);
+// *sum += sum_i a[i] and *dot += sum_i a[i] (b[i] - shift), in one pass over a and b; each block
+// is added to the accumulators as soon as it is summed.
+void dp__sum_dot_dev(const float *a, const float *b, size_t n, float shift, double *sum,
+                     double *dot);
 
 #endif

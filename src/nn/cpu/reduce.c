@@ -44,20 +44,34 @@ static double block_sum_sq_dev(const float *x, size_t n, float shift)
     return combine(lane, tail);
 }
 
-static double block_dot_dev(const float *a, const float *b, size_t n, float shift)
+// Both sums of dp__sum_dot_dev over one block, in one pass.
+static void block_sum_dot_dev(const float *a, const float *b, size_t n, float shift, double *sum,
+                              double *dot)
 {
-    float lane[8] = {0};
+    float ls[8] = {0}, ld[8] = {0};
     size_t i = 0;
     for (; i + 8 <= n; i += 8) {
         for (int l = 0; l < 8; l++) {
-            lane[l] += a[i + l] * (b[i + l] - shift);
+            ls[l] += a[i + l];
+            ld[l] += a[i + l] * (b[i + l] - shift);
         }
     }
-    float tail = 0.0f;
+    float ts = 0.0f, td = 0.0f;
     for (; i < n; i++) {
-        tail += a[i] * (b[i] - shift);
+        ts += a[i];
+        td += a[i] * (b[i] - shift);
     }
-    return combine(lane, tail);
+    *sum += combine(ls, ts);
+    *dot += combine(ld, td);
+}
+
+void dp__sum_dot_dev(const float *a, const float *b, size_t n, float shift, double *sum,
+                     double *dot)
+{
+    for (size_t i = 0; i < n; i += DP__SUM_BLOCK) {
+        size_t len = n - i < DP__SUM_BLOCK ? n - i : DP__SUM_BLOCK;
+        block_sum_dot_dev(a + i, b + i, len, shift, sum, dot);
+    }
 }
 
 double dp__sum(const float *x, size_t n)
@@ -74,16 +88,6 @@ double dp__sum_sq_dev(const float *x, size_t n, float shift)
     double sum = 0.0;
     for (size_t i = 0; i < n; i += DP__SUM_BLOCK) {
         sum += block_sum_sq_dev(x + i, n - i < DP__SUM_BLOCK ? n - i : DP__SUM_BLOCK, shift);
-    }
-    return sum;
-}
-
-double dp__dot_dev(const float *a, const float *b, size_t n, float shift)
-{
-    double sum = 0.0;
-    for (size_t i = 0; i < n; i += DP__SUM_BLOCK) {
-        size_t len = n - i < DP__SUM_BLOCK ? n - i : DP__SUM_BLOCK;
-        sum += block_dot_dev(a + i, b + i, len, shift);
     }
     return sum;
 }
