@@ -1,12 +1,9 @@
-// 2-D convolution on the CPU: forward, backward-data and backward-filter (+ bias gradient) for
-// any kernel size, stride, zero padding, dilation and groups, float32 NCHW. The reference that
-// the CUDA kernels are tested against. Pure functions over caller-provided buffers: they never
-// allocate; the im2col scratch comes from the caller (dp_cpu_conv_workspace_bytes).
-//
-// Algorithms: im2col + one cblas_sgemm per image and group (OpenBLAS, as many threads as the
-// caller set, normally 1 per rank); a 1x1 convolution with stride 1 and no padding multiplies
-// the input directly (no im2col); a depthwise-style convolution (C / groups == 1, groups > 1)
-// runs direct loops, since its GEMMs would have one row. See benchmarks/bench_conv.c.
+// 2-D convolution on the CPU, float32 NCHW: forward, backward-data, backward-filter (+ bias) for
+// any kernel, stride, zero padding, dilation and groups; the reference of the CUDA kernels. No
+// allocation: the im2col scratch is the caller's (dp_cpu_conv_workspace_bytes). im2col + one
+// cblas_sgemm per image and group; 1x1 stride-1 unpadded convolutions multiply the input
+// directly; depthwise-style groups (one input channel each) run direct loops, since their GEMMs
+// would have one row. Per-image beat batched im2col here: see benchmarks/bench_conv.c.
 #ifndef DP_NN_CPU_CONV_H
 #define DP_NN_CPU_CONV_H
 
