@@ -36,11 +36,13 @@ static const char *const kind_names[DP_OPTIM_KIND_COUNT_] = {
 
 // --- names ---
 
-const char *dp_optim_kind_name(dp_optim_kind kind) {
+const char *dp_optim_kind_name(dp_optim_kind kind)
+{
     return (unsigned)kind < DP_OPTIM_KIND_COUNT_ ? kind_names[kind] : "?";
 }
 
-dp_status dp_optim_kind_from_name(const char *name, dp_optim_kind *kind) {
+dp_status dp_optim_kind_from_name(const char *name, dp_optim_kind *kind)
+{
     for (int k = 0; k < DP_OPTIM_KIND_COUNT_; k++) {
         if (name != NULL && strcmp(name, kind_names[k]) == 0) {
             *kind = (dp_optim_kind)k;
@@ -55,7 +57,8 @@ dp_status dp_optim_kind_from_name(const char *name, dp_optim_kind *kind) {
 
 // --- create ---
 
-static void resolve_defaults(dp_optim_config *c) {
+static void resolve_defaults(dp_optim_config *c)
+{
     static const double def_lr[DP_OPTIM_KIND_COUNT_] = {0.01, 0.01, 1.0, 0.01, 1e-3, 1e-3, 2e-3};
     static const double def_eps[DP_OPTIM_KIND_COUNT_] = {1e-8, 1e-10, 1e-6, 1e-8, 1e-8, 1e-8, 1e-8};
     if (isnan(c->lr)) {
@@ -73,7 +76,8 @@ static void resolve_defaults(dp_optim_config *c) {
 }
 
 // DP_ERR_ARG naming the field unless lo <= v <= hi (hi_open: v < hi).
-static dp_status check_range(const char *field, double v, double lo, double hi, int hi_open) {
+static dp_status check_range(const char *field, double v, double lo, double hi, int hi_open)
+{
     if (!(v >= lo) || (hi_open ? !(v < hi) : !(v <= hi))) {
         return dp_error_set(DP_ERR_ARG, "optimizer: %s = %g outside %s%g, %g%s", field, v, "[", lo,
                             hi, hi_open ? ")" : "]");
@@ -81,7 +85,8 @@ static dp_status check_range(const char *field, double v, double lo, double hi, 
     return DP_OK;
 }
 
-static dp_status check_config(const dp_optim_config *c) {
+static dp_status check_config(const dp_optim_config *c)
+{
     if ((unsigned)c->kind >= DP_OPTIM_KIND_COUNT_) {
         return dp_error_set(DP_ERR_ARG, "optimizer: unknown kind %d", (int)c->kind);
     }
@@ -112,7 +117,8 @@ static dp_status check_config(const dp_optim_config *c) {
 }
 
 // Adds a zeroed state buffer of count floats.
-static dp_status add_state(dp_optim *o, const char *name, size_t count) {
+static dp_status add_state(dp_optim *o, const char *name, size_t count)
+{
     DP_ASSERT(o->n_state < STATE_MAX);
     float *p = calloc(count, sizeof *p);
     if (p == NULL) {
@@ -126,7 +132,8 @@ static dp_status add_state(dp_optim *o, const char *name, size_t count) {
     return DP_OK;
 }
 
-static dp_status add_kind_state(dp_optim *o) {
+static dp_status add_kind_state(dp_optim *o)
+{
     const dp_optim_config *c = &o->cfg;
     switch (c->kind) {
     case DP_OPTIM_SGD:
@@ -157,7 +164,8 @@ static dp_status add_kind_state(dp_optim *o) {
     return dp_error_set(DP_ERR_INTERNAL, "optimizer: kind %d has no state layout", (int)c->kind);
 }
 
-dp_status dp_optim_create(dp_optim **out, const dp_optim_config *cfg, size_t n) {
+dp_status dp_optim_create(dp_optim **out, const dp_optim_config *cfg, size_t n)
+{
     *out = NULL;
     if (cfg == NULL || n == 0) {
         return dp_error_set(DP_ERR_ARG, "optimizer: %s", cfg == NULL ? "NULL config" : "n == 0");
@@ -190,7 +198,8 @@ fail:
     return st;
 }
 
-void dp_optim_destroy(dp_optim *opt) {
+void dp_optim_destroy(dp_optim *opt)
+{
     if (opt == NULL) {
         return;
     }
@@ -202,7 +211,8 @@ void dp_optim_destroy(dp_optim *opt) {
     free(opt);
 }
 
-void dp_optim_reset(dp_optim *opt) {
+void dp_optim_reset(dp_optim *opt)
+{
     for (int i = 0; i < opt->n_state; i++) {
         float v = 0.0f;
         if (strcmp(opt->state_name[i], "sum") == 0) {
@@ -228,7 +238,8 @@ typedef struct decay {
     float l2, keep;
 } decay;
 
-static decay decay_of(const dp_optim *o, float lr) {
+static decay decay_of(const dp_optim *o, float lr)
+{
     decay d = {0, 0, 0.0f, 1.0f};
     double wd = o->cfg.weight_decay;
     if (wd != 0 && o->cfg.decay_mode == DP_OPTIM_DECAY_L2) {
@@ -242,7 +253,8 @@ static decay decay_of(const dp_optim *o, float lr) {
 }
 
 // Applies the decay to element i: may scale *p, returns the gradient to use.
-static inline float apply_decay(const decay *d, const uint8_t *mask, size_t i, float *p, float g) {
+static inline float apply_decay(const decay *d, const uint8_t *mask, size_t i, float *p, float g)
+{
     if (mask != NULL && mask[i] == 0) {
         return g;
     }
@@ -252,7 +264,8 @@ static inline float apply_decay(const decay *d, const uint8_t *mask, size_t i, f
     return d->l2_on ? g + d->l2 * *p : g; // grad.add(param, alpha=weight_decay)
 }
 
-static void step_sgd(dp_optim *o, float *p, const float *g, const uint8_t *mask, float lr) {
+static void step_sgd(dp_optim *o, float *p, const float *g, const uint8_t *mask, float lr)
+{
     const decay d = decay_of(o, lr);
     const int use_buf = o->cfg.momentum != 0, first = o->t == 0, nesterov = o->cfg.nesterov;
     const float m = (float)o->cfg.momentum, damp1 = (float)(1.0 - o->cfg.dampening);
@@ -269,7 +282,8 @@ static void step_sgd(dp_optim *o, float *p, const float *g, const uint8_t *mask,
     }
 }
 
-static void step_adagrad(dp_optim *o, float *p, const float *g, const uint8_t *mask, float lr) {
+static void step_adagrad(dp_optim *o, float *p, const float *g, const uint8_t *mask, float lr)
+{
     const decay d = decay_of(o, lr);
     const double step = (double)(o->t + 1);
     const double clr = (double)lr / (1.0 + (step - 1.0) * o->cfg.lr_decay);
@@ -284,7 +298,8 @@ static void step_adagrad(dp_optim *o, float *p, const float *g, const uint8_t *m
     }
 }
 
-static void step_adadelta(dp_optim *o, float *p, const float *g, const uint8_t *mask, float lr) {
+static void step_adadelta(dp_optim *o, float *p, const float *g, const uint8_t *mask, float lr)
+{
     const decay d = decay_of(o, lr);
     const float rho = (float)o->cfg.rho, one_rho = (float)(1.0 - o->cfg.rho);
     const float eps = (float)o->cfg.eps, neg_lr = -lr;
@@ -300,7 +315,8 @@ static void step_adadelta(dp_optim *o, float *p, const float *g, const uint8_t *
     }
 }
 
-static void step_rmsprop(dp_optim *o, float *p, const float *g, const uint8_t *mask, float lr) {
+static void step_rmsprop(dp_optim *o, float *p, const float *g, const uint8_t *mask, float lr)
+{
     const decay d = decay_of(o, lr);
     const float a = (float)o->cfg.alpha, one_a = (float)(1.0 - o->cfg.alpha);
     const float eps = (float)o->cfg.eps, m = (float)o->cfg.momentum, neg_lr = -lr;
@@ -330,7 +346,8 @@ static void step_rmsprop(dp_optim *o, float *p, const float *g, const uint8_t *m
 }
 
 // Adam and AdamW (whose decoupled decay is the decay mode).
-static void step_adam(dp_optim *o, float *p, const float *g, const uint8_t *mask, float lr) {
+static void step_adam(dp_optim *o, float *p, const float *g, const uint8_t *mask, float lr)
+{
     const decay d = decay_of(o, lr);
     const double step = (double)(o->t + 1), b1 = o->cfg.beta1, b2 = o->cfg.beta2;
     const double step_size = (double)lr / (1.0 - pow(b1, step));
@@ -355,7 +372,8 @@ static void step_adam(dp_optim *o, float *p, const float *g, const uint8_t *mask
     }
 }
 
-static void step_nadam(dp_optim *o, float *p, const float *g, const uint8_t *mask, float lr) {
+static void step_nadam(dp_optim *o, float *p, const float *g, const uint8_t *mask, float lr)
+{
     const decay d = decay_of(o, lr);
     const double step = (double)(o->t + 1), b1 = o->cfg.beta1, b2 = o->cfg.beta2;
     const double md = o->cfg.momentum_decay;
@@ -384,7 +402,8 @@ static void step_nadam(dp_optim *o, float *p, const float *g, const uint8_t *mas
 
 // --- step ---
 
-double dp_optim_grad_norm(const float *g, size_t n) {
+double dp_optim_grad_norm(const float *g, size_t n)
+{
     double s = 0.0;
     for (size_t i = 0; i < n; i++) {
         s += (double)g[i] * (double)g[i];
@@ -394,7 +413,8 @@ double dp_optim_grad_norm(const float *g, size_t n) {
 
 // Clipping: returns the gradients to use (grads or the scratch), or NULL for a norm that is
 // not finite (error set).
-static const float *clip_grads(dp_optim *o, const float *grads) {
+static const float *clip_grads(dp_optim *o, const float *grads)
+{
     double norm = dp_optim_grad_norm(grads, o->n);
     if (!isfinite(norm)) {
         dp_error_set(DP_ERR_DATA, "optimizer: gradient norm is %g; step skipped", norm);
@@ -413,7 +433,8 @@ static const float *clip_grads(dp_optim *o, const float *grads) {
 }
 
 dp_status dp_optim_step(dp_optim *opt, float *params, const float *grads, const uint8_t *decay_mask,
-                        float lr) {
+                        float lr)
+{
     if (opt == NULL || params == NULL || grads == NULL) {
         return dp_error_set(DP_ERR_ARG, "optimizer step: NULL %s",
                             opt == NULL      ? "optimizer"
@@ -467,7 +488,8 @@ dp_status dp_optim_step(dp_optim *opt, float *params, const float *grads, const 
 
 // --- max-norm constraint ---
 
-dp_status dp_optim_max_norm_apply(float *w, size_t rows, size_t cols, double max_norm) {
+dp_status dp_optim_max_norm_apply(float *w, size_t rows, size_t cols, double max_norm)
+{
     if (w == NULL || !(max_norm > 0)) {
         return dp_error_set(DP_ERR_ARG, "max-norm: %s",
                             w == NULL ? "NULL weights" : "max_norm must be > 0");
@@ -485,7 +507,8 @@ dp_status dp_optim_max_norm_apply(float *w, size_t rows, size_t cols, double max
     return DP_OK;
 }
 
-dp_status dp_optim_set_max_norm_rows(dp_optim *opt, const dp_optim_rows *blocks, int count) {
+dp_status dp_optim_set_max_norm_rows(dp_optim *opt, const dp_optim_rows *blocks, int count)
+{
     if (count < 0 || (count > 0 && blocks == NULL)) {
         return dp_error_set(DP_ERR_ARG, "max-norm rows: bad block list (count %d)", count);
     }
@@ -515,23 +538,28 @@ dp_status dp_optim_set_max_norm_rows(dp_optim *opt, const dp_optim_rows *blocks,
 
 // --- accessors and state ---
 
-double dp_optim_last_grad_norm(const dp_optim *opt) {
+double dp_optim_last_grad_norm(const dp_optim *opt)
+{
     return opt->last_norm;
 }
 
-const dp_optim_config *dp_optim_config_get(const dp_optim *opt) {
+const dp_optim_config *dp_optim_config_get(const dp_optim *opt)
+{
     return &opt->cfg;
 }
 
-size_t dp_optim_param_count(const dp_optim *opt) {
+size_t dp_optim_param_count(const dp_optim *opt)
+{
     return opt->n;
 }
 
-int dp_optim_state_count(const dp_optim *opt) {
+int dp_optim_state_count(const dp_optim *opt)
+{
     return opt->n_state;
 }
 
-dp_status dp_optim_state_at(dp_optim *opt, int i, const char **name, float **data, size_t *n) {
+dp_status dp_optim_state_at(dp_optim *opt, int i, const char **name, float **data, size_t *n)
+{
     if (i < 0 || i >= opt->n_state) {
         return dp_error_set(DP_ERR_ARG, "optimizer %s: state %d out of range [0, %d)",
                             kind_names[opt->cfg.kind], i, opt->n_state);
@@ -542,11 +570,13 @@ dp_status dp_optim_state_at(dp_optim *opt, int i, const char **name, float **dat
     return DP_OK;
 }
 
-long dp_optim_step_count(const dp_optim *opt) {
+long dp_optim_step_count(const dp_optim *opt)
+{
     return opt->t;
 }
 
-dp_status dp_optim_step_count_set(dp_optim *opt, long count) {
+dp_status dp_optim_step_count_set(dp_optim *opt, long count)
+{
     if (count < 0) {
         return dp_error_set(DP_ERR_ARG, "optimizer: step count %ld < 0", count);
     }
@@ -558,7 +588,8 @@ dp_status dp_optim_step_count_set(dp_optim *opt, long count) {
 
 // A float key of s (s may be NULL: def), checked against [lo, hi] with file:line.
 static dp_status cfg_float(const dp_cfg_section *s, const char *key, double def, double lo,
-                           double hi, double *out) {
+                           double hi, double *out)
+{
     *out = def;
     if (s == NULL || !dp_cfg_has(s, key)) {
         return DP_OK;
@@ -573,12 +604,14 @@ static dp_status cfg_float(const dp_cfg_section *s, const char *key, double def,
     return DP_OK;
 }
 
-static dp_status cfg_bool(const dp_cfg_section *s, const char *key, int def, int *out) {
+static dp_status cfg_bool(const dp_cfg_section *s, const char *key, int def, int *out)
+{
     *out = def;
     return s != NULL ? dp_cfg_get_bool(s, key, def, out) : DP_OK;
 }
 
-static dp_status cfg_error(const dp_cfg_section *s, const char *key, const char *what) {
+static dp_status cfg_error(const dp_cfg_section *s, const char *key, const char *what)
+{
     char where[256];
     return dp_error_set(DP_ERR_CFG, "%s: [%s] %s: %s", dp_cfg_where(s, key, where, sizeof where),
                         dp_cfg_section_header(s), key, what);
@@ -586,7 +619,8 @@ static dp_status cfg_error(const dp_cfg_section *s, const char *key, const char 
 
 // [train] optimizer, checked against [net] adam.
 static dp_status cfg_kind(const dp_cfg_section *net, const dp_cfg_section *train, int dk_adam,
-                          dp_optim_kind *kind) {
+                          dp_optim_kind *kind)
+{
     const char *name = dk_adam ? "adam" : "sgd";
     if (train != NULL) {
         DP_TRY(dp_cfg_get_str(train, "optimizer", name, &name));
@@ -605,7 +639,8 @@ static dp_status cfg_kind(const dp_cfg_section *net, const dp_cfg_section *train
     return DP_OK;
 }
 
-static dp_status cfg_train_keys(dp_optim_config *c, const dp_cfg_section *t) {
+static dp_status cfg_train_keys(dp_optim_config *c, const dp_cfg_section *t)
+{
     const double big = 1e30;
     DP_TRY(cfg_bool(t, "nesterov", 0, &c->nesterov));
     DP_TRY(cfg_float(t, "dampening", 0, 0, 1, &c->dampening));
@@ -634,7 +669,8 @@ static dp_status cfg_train_keys(dp_optim_config *c, const dp_cfg_section *t) {
     return DP_OK;
 }
 
-dp_status dp_optim_config_from_cfg(dp_optim_config *out, const dp_cfg *cfg) {
+dp_status dp_optim_config_from_cfg(dp_optim_config *out, const dp_cfg *cfg)
+{
     dp_optim_config c = DP_OPTIM_CONFIG_INIT;
     const dp_cfg_section *net = dp_cfg_find(cfg, "net"), *train = dp_cfg_find(cfg, "train");
     const double big = 1e30, below_one = 1.0 - 1e-12;

@@ -15,15 +15,18 @@ static const double PI = 3.14159265358979323846;
 
 // --- check ---
 
-static dp_status bad(const char *field, const char *what) {
+static dp_status bad(const char *field, const char *what)
+{
     return dp_error_set(DP_ERR_ARG, "schedule: %s %s", field, what);
 }
 
-static int needs_length(dp_schedule_kind k) {
+static int needs_length(dp_schedule_kind k)
+{
     return k == DP_SCHEDULE_POLY || k == DP_SCHEDULE_COSINE || k == DP_SCHEDULE_ONE_CYCLE;
 }
 
-static dp_status check_one_cycle(const dp_schedule *s) {
+static dp_status check_one_cycle(const dp_schedule *s)
+{
     if (!(s->pct_start > 0 && s->pct_start < 1)) {
         return bad("pct_start", "must lie in (0, 1)");
     }
@@ -42,7 +45,8 @@ static dp_status check_one_cycle(const dp_schedule *s) {
     return DP_OK;
 }
 
-dp_status dp_schedule_check(const dp_schedule *s) {
+dp_status dp_schedule_check(const dp_schedule *s)
+{
     if ((unsigned)s->kind > DP_SCHEDULE_ONE_CYCLE) {
         return dp_error_set(DP_ERR_ARG, "schedule: unknown kind %d", (int)s->kind);
     }
@@ -81,7 +85,8 @@ dp_status dp_schedule_check(const dp_schedule *s) {
 // --- rate ---
 
 // OneCycleLR's get_lr with anneal_strategy='cos', three_phase=False, at step x.
-static double one_cycle(const dp_schedule *s, double max_lr, long b) {
+static double one_cycle(const dp_schedule *s, double max_lr, long b)
+{
     const double initial = max_lr / s->div_factor;
     const double final_lr = initial / s->final_div_factor;
     const double end1 = s->pct_start * (double)s->max_steps - 1.0;
@@ -100,7 +105,8 @@ static double one_cycle(const dp_schedule *s, double max_lr, long b) {
     return end + (start - end) / 2.0 * (cos(PI * pct) + 1.0); // _annealing_cos
 }
 
-static double steps_rate(const dp_schedule *s, double lr, long b) {
+static double steps_rate(const dp_schedule *s, double lr, long b)
+{
     double r = lr;
     for (int i = 0; i < s->n_steps; i++) {
         if (s->steps[i] > b) {
@@ -114,7 +120,8 @@ static double steps_rate(const dp_schedule *s, double lr, long b) {
     return r;
 }
 
-static double policy_rate(const dp_schedule *s, double lr, long b) {
+static double policy_rate(const dp_schedule *s, double lr, long b)
+{
     const double T = (double)s->max_steps;
     switch (s->kind) {
     case DP_SCHEDULE_CONSTANT:
@@ -140,7 +147,8 @@ static double policy_rate(const dp_schedule *s, double lr, long b) {
     return lr;
 }
 
-float dp_schedule_lr(const dp_schedule *s, long step) {
+float dp_schedule_lr(const dp_schedule *s, long step)
+{
     if (step < 0) {
         step = 0;
     }
@@ -163,25 +171,28 @@ float dp_schedule_lr(const dp_schedule *s, long step) {
 
 enum { WHERE_BYTES = 256 };
 
-static dp_status key_error(dp_status st, const dp_cfg_section *s, const char *key,
-                           const char *what) {
+static dp_status key_error(dp_status st, const dp_cfg_section *s, const char *key, const char *what)
+{
     char where[WHERE_BYTES];
     return dp_error_set(st, "%s: [%s] %s: %s", dp_cfg_where(s, key, where, sizeof where),
                         dp_cfg_section_header(s), key, what);
 }
 
-static dp_status get_int(const dp_cfg_section *s, const char *key, long def, long *out) {
+static dp_status get_int(const dp_cfg_section *s, const char *key, long def, long *out)
+{
     *out = def;
     return s != NULL ? dp_cfg_get_int(s, key, def, out) : DP_OK;
 }
 
-static dp_status get_float(const dp_cfg_section *s, const char *key, double def, double *out) {
+static dp_status get_float(const dp_cfg_section *s, const char *key, double def, double *out)
+{
     *out = def;
     return s != NULL ? dp_cfg_get_float(s, key, def, out) : DP_OK;
 }
 
 // A float key that must be > 0 when present.
-static dp_status get_positive(const dp_cfg_section *s, const char *key, double def, double *out) {
+static dp_status get_positive(const dp_cfg_section *s, const char *key, double def, double *out)
+{
     DP_TRY(get_float(s, key, def, out));
     if (!(*out > 0)) {
         return key_error(DP_ERR_CFG, s, key, "must be > 0");
@@ -201,7 +212,8 @@ static const struct {
 
 // The kind named by [net] policy (darknet) or [train] schedule.
 static dp_status cfg_kind(const dp_cfg_section *net, const dp_cfg_section *train, int darknet,
-                          dp_schedule_kind *kind) {
+                          dp_schedule_kind *kind)
+{
     const dp_cfg_section *s = darknet ? net : train;
     const char *key = darknet ? "policy" : "schedule";
     const char *name = "constant";
@@ -228,7 +240,8 @@ static dp_status cfg_kind(const dp_cfg_section *net, const dp_cfg_section *train
 }
 
 // [net] steps and scales, both present with the same count.
-static dp_status cfg_steps(dp_schedule *s, const dp_cfg_section *net) {
+static dp_status cfg_steps(dp_schedule *s, const dp_cfg_section *net)
+{
     if (net == NULL || !dp_cfg_has(net, "steps") || !dp_cfg_has(net, "scales")) {
         const char *key = net != NULL && dp_cfg_has(net, "steps") ? "scales" : "steps";
         return net != NULL
@@ -249,7 +262,8 @@ static dp_status cfg_steps(dp_schedule *s, const dp_cfg_section *net) {
 
 // [train] warmup_epochs against [net] burn_in; the scaling rule.
 static dp_status cfg_warmup_scaling(dp_schedule *s, const dp_cfg_section *net,
-                                    const dp_cfg_section *train, long steps_per_epoch) {
+                                    const dp_cfg_section *train, long steps_per_epoch)
+{
     double warmup_epochs = 0.0;
     DP_TRY(get_float(train, "warmup_epochs", 0.0, &warmup_epochs));
     if (warmup_epochs > 0) {
@@ -276,7 +290,8 @@ static dp_status cfg_warmup_scaling(dp_schedule *s, const dp_cfg_section *net,
 
 // The keys of the policy itself.
 static dp_status cfg_policy_keys(dp_schedule *s, const dp_cfg_section *net,
-                                 const dp_cfg_section *train, long total_steps) {
+                                 const dp_cfg_section *train, long total_steps)
+{
     DP_TRY(get_float(net, "learning_rate", 0.001, &s->lr));
     DP_TRY(get_int(net, "step", 1, &s->step_size));
     DP_TRY(get_float(net, "scale", 1.0, &s->scale));
@@ -297,7 +312,8 @@ static dp_status cfg_policy_keys(dp_schedule *s, const dp_cfg_section *net,
 }
 
 dp_status dp_schedule_from_cfg(dp_schedule *out, const dp_cfg *cfg, long steps_per_epoch,
-                               long total_steps) {
+                               long total_steps)
+{
     if (steps_per_epoch < 1 || total_steps < 1) {
         return dp_error_set(DP_ERR_ARG,
                             "schedule: steps_per_epoch %ld and total_steps %ld must "

@@ -7,7 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-char *ref_load(const char *rel) {
+char *ref_load(const char *rel)
+{
     const char *root = getenv("DP_SOURCE_ROOT");
     cr_assert_not_null(root, "DP_SOURCE_ROOT is not set (run through meson test)");
     char path[4096];
@@ -26,7 +27,8 @@ char *ref_load(const char *rel) {
     return buf;
 }
 
-char *ref_next_line(char **cursor) {
+char *ref_next_line(char **cursor)
+{
     char *s = *cursor;
     if (s == NULL || *s == '\0') {
         return NULL;
@@ -41,7 +43,8 @@ char *ref_next_line(char **cursor) {
     return s;
 }
 
-int ref_parse_doubles(const char *s, double *out, int cap) {
+int ref_parse_doubles(const char *s, double *out, int cap)
+{
     int n = 0;
     for (;;) {
         while (*s == ' ' || *s == '\t' || *s == ',' || *s == '\r') {
@@ -59,7 +62,8 @@ int ref_parse_doubles(const char *s, double *out, int cap) {
     }
 }
 
-int ref_parse_floats(const char *s, float *out, int cap) {
+int ref_parse_floats(const char *s, float *out, int cap)
+{
     double *tmp = malloc((size_t)cap * sizeof *tmp);
     cr_assert_not_null(tmp);
     int n = ref_parse_doubles(s, tmp, cap);
@@ -71,7 +75,8 @@ int ref_parse_floats(const char *s, float *out, int cap) {
 }
 
 ref_err ref_max_rel_err(const float *got, const float *want, const float *scale, size_t n,
-                        double floor) {
+                        double floor)
+{
     ref_err e = {0.0, 0, 0.0, 0.0};
     for (size_t i = 0; i < n; i++) {
         double w = want[i], d = fabs((double)got[i] - w);

@@ -44,7 +44,8 @@ typedef struct optim_ref {
 
 static optim_ref *ref;
 
-static void parse_line(optim_ref *r, char *line, ref_case **cur) {
+static void parse_line(optim_ref *r, char *line, ref_case **cur)
+{
     char tag[32];
     int off = 0;
     if (line[0] == '#' || line[0] == '\0' || sscanf(line, "%31s %n", tag, &off) != 1) {
@@ -87,7 +88,8 @@ static void parse_line(optim_ref *r, char *line, ref_case **cur) {
     }
 }
 
-static void load_ref(void) {
+static void load_ref(void)
+{
     ref = calloc(1, sizeof *ref);
     cr_assert_not_null(ref);
     char *text = ref_load("tests/data/torch/optim_ref.txt");
@@ -100,7 +102,8 @@ static void load_ref(void) {
     cr_assert(ref->n > 0 && ref->steps > 0 && ref->n_cases > 0, "incomplete optim_ref.txt");
 }
 
-static void free_ref(void) {
+static void free_ref(void)
+{
     free(ref);
     ref = NULL;
 }
@@ -109,7 +112,8 @@ TestSuite(optim, .init = load_ref, .fini = free_ref);
 
 // --- config from the reference's "kind=adam amsgrad=1 ..." ---
 
-static void set_field(dp_optim_config *c, const char *key, const char *val) {
+static void set_field(dp_optim_config *c, const char *key, const char *val)
+{
     double v = strtod(val, NULL);
     if (strcmp(key, "kind") == 0) {
         cr_assert_eq(dp_optim_kind_from_name(val, &c->kind), DP_OK, "%s", dp_error_message());
@@ -150,7 +154,8 @@ static void set_field(dp_optim_config *c, const char *key, const char *val) {
     }
 }
 
-static dp_optim_config parse_config(const char *text) {
+static dp_optim_config parse_config(const char *text)
+{
     dp_optim_config c = DP_OPTIM_CONFIG_INIT;
     char buf[512];
     snprintf(buf, sizeof buf, "%s", text);
@@ -164,14 +169,16 @@ static dp_optim_config parse_config(const char *text) {
     return c;
 }
 
-static void make_mask(uint8_t *mask, int n, int split) {
+static void make_mask(uint8_t *mask, int n, int split)
+{
     for (int i = 0; i < n; i++) {
         mask[i] = i < split ? 1 : 0;
     }
 }
 
 // Runs one reference case and checks every step; returns the worst error over the steps.
-static double run_case(const ref_case *rc) {
+static double run_case(const ref_case *rc)
+{
     dp_optim_config c = parse_config(rc->config);
     dp_optim *opt = NULL;
     cr_assert_eq(dp_optim_create(&opt, &c, (size_t)ref->n), DP_OK, "%s: %s", rc->name,
@@ -206,7 +213,8 @@ static double run_case(const ref_case *rc) {
 }
 
 // Runs every case whose config starts with "kind=<kind> "; expects at least min_cases.
-static void run_kind(const char *kind, int min_cases) {
+static void run_kind(const char *kind, int min_cases)
+{
     char prefix[64];
     snprintf(prefix, sizeof prefix, "kind=%s", kind);
     size_t plen = strlen(prefix);
@@ -224,35 +232,43 @@ static void run_kind(const char *kind, int min_cases) {
     cr_expect_geq(ran, min_cases, "%d %s cases in optim_ref.txt", ran, kind);
 }
 
-Test(optim, sgd_matches_torch) {
+Test(optim, sgd_matches_torch)
+{
     run_kind("sgd", 6);
 }
 
-Test(optim, adagrad_matches_torch) {
+Test(optim, adagrad_matches_torch)
+{
     run_kind("adagrad", 2);
 }
 
-Test(optim, adadelta_matches_torch) {
+Test(optim, adadelta_matches_torch)
+{
     run_kind("adadelta", 2);
 }
 
-Test(optim, rmsprop_matches_torch) {
+Test(optim, rmsprop_matches_torch)
+{
     run_kind("rmsprop", 4);
 }
 
-Test(optim, adam_matches_torch) {
+Test(optim, adam_matches_torch)
+{
     run_kind("adam", 4);
 }
 
-Test(optim, adamw_matches_torch) {
+Test(optim, adamw_matches_torch)
+{
     run_kind("adamw", 2);
 }
 
-Test(optim, nadam_matches_pytorch2) {
+Test(optim, nadam_matches_pytorch2)
+{
     run_kind("nadam", 2);
 }
 
-Test(optim, every_reference_kind_is_tested) {
+Test(optim, every_reference_kind_is_tested)
+{
     const char *known[] = {"sgd", "adagrad", "adadelta", "rmsprop", "adam", "adamw", "nadam"};
     for (int i = 0; i < ref->n_cases; i++) {
         int found = 0;
@@ -268,7 +284,8 @@ Test(optim, every_reference_kind_is_tested) {
     }
 }
 
-Test(optim, renorm_matches_torch_renorm) {
+Test(optim, renorm_matches_torch_renorm)
+{
     float w[MAXN];
     size_t n = (size_t)(ref->renorm_rows * ref->renorm_cols);
     memcpy(w, ref->renorm_in, n * sizeof *w);
@@ -294,13 +311,15 @@ Test(optim, renorm_matches_torch_renorm) {
 
 // --- behaviour beyond the reference ---
 
-static dp_optim *make(dp_optim_config c, size_t n) {
+static dp_optim *make(dp_optim_config c, size_t n)
+{
     dp_optim *opt = NULL;
     cr_assert_eq(dp_optim_create(&opt, &c, n), DP_OK, "%s", dp_error_message());
     return opt;
 }
 
-Test(optim, clipping_leaves_grads_untouched_and_reports_the_norm) {
+Test(optim, clipping_leaves_grads_untouched_and_reports_the_norm)
+{
     dp_optim_config c = DP_OPTIM_CONFIG_INIT;
     c.clip_global_norm = 0.5;
     dp_optim *opt = make(c, (size_t)ref->n);
@@ -322,7 +341,8 @@ Test(optim, clipping_leaves_grads_untouched_and_reports_the_norm) {
     dp_optim_destroy(opt);
 }
 
-Test(optim, clipping_a_non_finite_gradient_fails_and_changes_nothing) {
+Test(optim, clipping_a_non_finite_gradient_fails_and_changes_nothing)
+{
     dp_optim_config c = DP_OPTIM_CONFIG_INIT;
     c.kind = DP_OPTIM_ADAM;
     c.clip_global_norm = 1.0;
@@ -335,7 +355,8 @@ Test(optim, clipping_a_non_finite_gradient_fails_and_changes_nothing) {
     dp_optim_destroy(opt);
 }
 
-Test(optim, zero_mask_equals_no_weight_decay_bitwise) {
+Test(optim, zero_mask_equals_no_weight_decay_bitwise)
+{
     const dp_optim_kind kinds[] = {DP_OPTIM_SGD, DP_OPTIM_ADAM, DP_OPTIM_ADAMW, DP_OPTIM_NADAM,
                                    DP_OPTIM_RMSPROP};
     for (size_t k = 0; k < sizeof kinds / sizeof kinds[0]; k++) {
@@ -371,7 +392,8 @@ Test(optim, zero_mask_equals_no_weight_decay_bitwise) {
 
 // Every kind with every state buffer: 3 steps, save, 3 steps; against restore into a fresh
 // optimizer + the same 3 steps. Bitwise (memcmp).
-Test(optim, state_save_and_restore_continue_bitwise) {
+Test(optim, state_save_and_restore_continue_bitwise)
+{
     const char *cfgs[] = {
         "kind=sgd momentum=0.9 nesterov=1 weight_decay=0.01",
         "kind=adagrad lr_decay=0.01 initial_accumulator_value=0.1",
@@ -416,7 +438,8 @@ Test(optim, state_save_and_restore_continue_bitwise) {
     }
 }
 
-Test(optim, restore_without_step_count_changes_the_result) {
+Test(optim, restore_without_step_count_changes_the_result)
+{
     // The counter is part of the state: Adam's bias correction depends on it.
     dp_optim_config c = DP_OPTIM_CONFIG_INIT;
     c.kind = DP_OPTIM_ADAM;
@@ -440,7 +463,8 @@ Test(optim, restore_without_step_count_changes_the_result) {
     dp_optim_destroy(b);
 }
 
-Test(optim, two_runs_are_bitwise_identical) {
+Test(optim, two_runs_are_bitwise_identical)
+{
     dp_optim_config c = parse_config("kind=rmsprop momentum=0.9 centered=1 weight_decay=0.01 "
                                      "clip_global_norm=1.0");
     float pa[MAXN], pb[MAXN];
@@ -456,7 +480,8 @@ Test(optim, two_runs_are_bitwise_identical) {
     cr_expect_eq(memcmp(pa, pb, sizeof pa), 0);
 }
 
-Test(optim, defaults_follow_pytorch) {
+Test(optim, defaults_follow_pytorch)
+{
     struct {
         dp_optim_kind kind;
         double lr, eps, wd;
@@ -484,7 +509,8 @@ Test(optim, defaults_follow_pytorch) {
     }
 }
 
-Test(optim, max_norm_in_step_equals_step_then_apply) {
+Test(optim, max_norm_in_step_equals_step_then_apply)
+{
     dp_optim_config c = DP_OPTIM_CONFIG_INIT;
     c.momentum = 0.9;
     dp_optim *plain = make(c, (size_t)ref->n);
@@ -509,7 +535,8 @@ Test(optim, max_norm_in_step_equals_step_then_apply) {
 
 // --- errors ---
 
-static void expect_create_error(dp_optim_config c, size_t n, const char *frag) {
+static void expect_create_error(dp_optim_config c, size_t n, const char *frag)
+{
     dp_optim *o = (dp_optim *)&c; // must be reset to NULL on failure
     cr_expect_eq(dp_optim_create(&o, &c, n), DP_ERR_ARG, "expected DP_ERR_ARG for %s", frag);
     cr_expect_null(o);
@@ -517,7 +544,8 @@ static void expect_create_error(dp_optim_config c, size_t n, const char *frag) {
                        dp_error_message());
 }
 
-Test(optim, bad_configs_are_rejected_naming_the_field) {
+Test(optim, bad_configs_are_rejected_naming_the_field)
+{
     dp_optim_config c = DP_OPTIM_CONFIG_INIT;
     c.nesterov = 1;
     expect_create_error(c, 4, "nesterov");
@@ -545,7 +573,8 @@ Test(optim, bad_configs_are_rejected_naming_the_field) {
     expect_create_error(c, 0, "n == 0");
 }
 
-Test(optim, bad_step_arguments_are_rejected) {
+Test(optim, bad_step_arguments_are_rejected)
+{
     dp_optim_config c = DP_OPTIM_CONFIG_INIT;
     dp_optim *o = make(c, 2);
     float p[2] = {1, 2}, g[2] = {1, 1};
@@ -574,7 +603,8 @@ Test(optim, bad_step_arguments_are_rejected) {
     dp_optim_destroy(NULL);
 }
 
-Test(optim, kind_names_round_trip_and_unknown_lists_valid_names) {
+Test(optim, kind_names_round_trip_and_unknown_lists_valid_names)
+{
     for (int k = 0; k < DP_OPTIM_KIND_COUNT_; k++) {
         dp_optim_kind got;
         cr_expect_eq(dp_optim_kind_from_name(dp_optim_kind_name((dp_optim_kind)k), &got), DP_OK);
@@ -594,7 +624,8 @@ Test(optim, kind_names_round_trip_and_unknown_lists_valid_names) {
 
 // --- cfg ---
 
-static dp_cfg *parse_cfg(const char *text) {
+static dp_cfg *parse_cfg(const char *text)
+{
     dp_cfg *cfg = NULL;
     cr_assert_eq(dp_cfg_parse(&cfg, text, strlen(text), "t.cfg"), DP_OK, "%s", dp_error_message());
     return cfg;
@@ -602,7 +633,8 @@ static dp_cfg *parse_cfg(const char *text) {
 
 #define NET "[net]\nheight=28\nwidth=28\nchannels=1\n"
 
-Test(optim, config_from_cfg_reads_net_and_train) {
+Test(optim, config_from_cfg_reads_net_and_train)
+{
     dp_cfg *cfg = parse_cfg(NET "learning_rate=0.1\nmomentum=0.8\ndecay=0.0005\n"
                                 "[train]\noptimizer=sgd\nnesterov=1\nclip_grad_norm=2.5\n");
     dp_optim_config c;
@@ -627,8 +659,8 @@ Test(optim, config_from_cfg_reads_net_and_train) {
     dp_cfg_destroy(cfg);
 }
 
-static void expect_cfg_error(const char *text, dp_status want, const char *frag1,
-                             const char *frag2) {
+static void expect_cfg_error(const char *text, dp_status want, const char *frag1, const char *frag2)
+{
     dp_cfg *cfg = parse_cfg(text);
     dp_optim_config c;
     cr_expect_eq(dp_optim_config_from_cfg(&c, cfg), want, "status for:\n%s", text);
@@ -641,7 +673,8 @@ static void expect_cfg_error(const char *text, dp_status want, const char *frag1
     dp_cfg_destroy(cfg);
 }
 
-Test(optim, config_from_cfg_errors_name_file_line_and_key) {
+Test(optim, config_from_cfg_errors_name_file_line_and_key)
+{
     expect_cfg_error(NET "adam=1\n[train]\noptimizer=sgd\n", DP_ERR_CFG,
                      "t.cfg:7: [train] "
                      "optimizer",

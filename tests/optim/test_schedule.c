@@ -18,7 +18,8 @@
 
 enum { MAXSTEPS = 128 };
 
-static void set_field(dp_schedule *s, const char *key, const char *val) {
+static void set_field(dp_schedule *s, const char *key, const char *val)
+{
     double v = strtod(val, NULL);
     if (strcmp(key, "kind") == 0) {
         const char *names[] = {"constant", "step",    "steps",  "exp",
@@ -68,7 +69,8 @@ static void set_field(dp_schedule *s, const char *key, const char *val) {
 
 // Checks one "sched NAME k=v ..." line against the "lr ..." line after it; returns the worst
 // relative error.
-static double check_torch_case(char *sched_line, const char *lr_line) {
+static double check_torch_case(char *sched_line, const char *lr_line)
+{
     char name[64];
     int off = 0;
     cr_assert_eq(sscanf(sched_line, "sched %63s %n", name, &off), 1);
@@ -102,7 +104,8 @@ static double check_torch_case(char *sched_line, const char *lr_line) {
     return worst;
 }
 
-Test(schedule, pytorch_schedulers_match) {
+Test(schedule, pytorch_schedulers_match)
+{
     char *text = ref_load("tests/data/torch/schedule_ref.txt");
     char *cursor = text, *line, *pending = NULL;
     int cases = 0;
@@ -122,7 +125,8 @@ Test(schedule, pytorch_schedulers_match) {
 
 // --- Darknet ---
 
-static dp_schedule darknet(dp_schedule_kind kind) {
+static dp_schedule darknet(dp_schedule_kind kind)
+{
     dp_schedule s = DP_SCHEDULE_INIT;
     s.kind = kind;
     s.darknet = 1;
@@ -130,14 +134,16 @@ static dp_schedule darknet(dp_schedule_kind kind) {
     return s;
 }
 
-static void expect_lr(const dp_schedule *s, long step, double want) {
+static void expect_lr(const dp_schedule *s, long step, double want)
+{
     cr_assert_eq(dp_schedule_check(s), DP_OK, "%s", dp_error_message());
     double got = dp_schedule_lr(s, step);
     cr_expect(fabs(got - want) <= TOL * fabs(want) + 1e-30, "kind %d step %ld: %.9g, want %.9g",
               (int)s->kind, step, got, want);
 }
 
-Test(schedule, darknet_burn_in_counts_from_one) {
+Test(schedule, darknet_burn_in_counts_from_one)
+{
     dp_schedule s = darknet(DP_SCHEDULE_CONSTANT);
     s.burn_in = 4;
     s.power = 4;
@@ -148,7 +154,8 @@ Test(schedule, darknet_burn_in_counts_from_one) {
     expect_lr(&s, 0, 0.0); // PyTorch counting: b = 0
 }
 
-Test(schedule, darknet_step_exp_poly_sigmoid) {
+Test(schedule, darknet_step_exp_poly_sigmoid)
+{
     dp_schedule s = darknet(DP_SCHEDULE_STEP);
     s.step_size = 3;
     s.scale = 0.5;
@@ -173,7 +180,8 @@ Test(schedule, darknet_step_exp_poly_sigmoid) {
     expect_lr(&s, 5, 0.1 / (1.0 + exp(1.0)));
 }
 
-Test(schedule, darknet_steps_stops_at_the_first_milestone_above) {
+Test(schedule, darknet_steps_stops_at_the_first_milestone_above)
+{
     dp_schedule s = darknet(DP_SCHEDULE_STEPS);
     s.n_steps = 3;
     s.steps[0] = 10, s.steps[1] = 5, s.steps[2] = 20; // unsorted on purpose
@@ -189,7 +197,8 @@ Test(schedule, darknet_steps_stops_at_the_first_milestone_above) {
 
 // --- PyTorch-side details beyond the reference ---
 
-Test(schedule, past_the_end_and_negative_steps) {
+Test(schedule, past_the_end_and_negative_steps)
+{
     dp_schedule s = DP_SCHEDULE_INIT;
     s.lr = 0.1;
     s.kind = DP_SCHEDULE_COSINE;
@@ -204,7 +213,8 @@ Test(schedule, past_the_end_and_negative_steps) {
     expect_lr(&s, 500, 0.1 / 25 / 1e4);
 }
 
-Test(schedule, warmup_multiplies_the_running_policy) {
+Test(schedule, warmup_multiplies_the_running_policy)
+{
     dp_schedule s = DP_SCHEDULE_INIT;
     s.kind = DP_SCHEDULE_COSINE;
     s.lr = 0.1;
@@ -217,7 +227,8 @@ Test(schedule, warmup_multiplies_the_running_policy) {
     expect_lr(&s, 4, 0.1 * (1 + cos(pi * 4 / 100)) / 2);
 }
 
-Test(schedule, linear_scaling_rule_scales_lr_not_min_lr) {
+Test(schedule, linear_scaling_rule_scales_lr_not_min_lr)
+{
     dp_schedule s = DP_SCHEDULE_INIT;
     s.kind = DP_SCHEDULE_COSINE;
     s.lr = 0.1;
@@ -233,13 +244,15 @@ Test(schedule, linear_scaling_rule_scales_lr_not_min_lr) {
     expect_lr(&s, 0, 0.1 / 25);
 }
 
-static void expect_check_error(const dp_schedule *s, const char *frag) {
+static void expect_check_error(const dp_schedule *s, const char *frag)
+{
     cr_expect_eq(dp_schedule_check(s), DP_ERR_ARG, "expected an error naming %s", frag);
     cr_expect_not_null(strstr(dp_error_message(), frag), "'%s' not in '%s'", frag,
                        dp_error_message());
 }
 
-Test(schedule, check_rejects_inconsistent_schedules) {
+Test(schedule, check_rejects_inconsistent_schedules)
+{
     dp_schedule s = DP_SCHEDULE_INIT;
     s.kind = DP_SCHEDULE_COSINE;
     expect_check_error(&s, "max_steps");
@@ -268,13 +281,15 @@ Test(schedule, check_rejects_inconsistent_schedules) {
 
 #define NET "[net]\nheight=28\nwidth=28\nchannels=1\n"
 
-static dp_cfg *parse_cfg(const char *text) {
+static dp_cfg *parse_cfg(const char *text)
+{
     dp_cfg *cfg = NULL;
     cr_assert_eq(dp_cfg_parse(&cfg, text, strlen(text), "t.cfg"), DP_OK, "%s", dp_error_message());
     return cfg;
 }
 
-static dp_schedule from_cfg(const char *text, long spe, long total) {
+static dp_schedule from_cfg(const char *text, long spe, long total)
+{
     dp_cfg *cfg = parse_cfg(text);
     dp_schedule s;
     cr_assert_eq(dp_schedule_from_cfg(&s, cfg, spe, total), DP_OK, "%s", dp_error_message());
@@ -282,7 +297,8 @@ static dp_schedule from_cfg(const char *text, long spe, long total) {
     return s;
 }
 
-Test(schedule, from_cfg_pytorch_cosine_with_warmup) {
+Test(schedule, from_cfg_pytorch_cosine_with_warmup)
+{
     dp_schedule s = from_cfg(NET "learning_rate=0.1\npolicy=cosine\n"
                                  "[train]\nschedule=cosine\nwarmup_epochs=1.5\nmin_lr=0.001\n",
                              100, 1200);
@@ -291,7 +307,8 @@ Test(schedule, from_cfg_pytorch_cosine_with_warmup) {
               "lr %g min %g T %ld warmup %ld", s.lr, s.min_lr, s.max_steps, s.warmup_steps);
 }
 
-Test(schedule, from_cfg_darknet_resnet50) {
+Test(schedule, from_cfg_darknet_resnet50)
+{
     dp_schedule s = from_cfg(NET "burn_in=1000\nlearning_rate=0.1\npolicy=poly\npower=4\n"
                                  "max_batches=800000\n",
                              5000, 450000);
@@ -301,7 +318,8 @@ Test(schedule, from_cfg_darknet_resnet50) {
     expect_lr(&s, 999, 0.1 * pow(1.0 - 1000.0 / 800000, 4));
 }
 
-Test(schedule, from_cfg_darknet_steps_and_defaults) {
+Test(schedule, from_cfg_darknet_steps_and_defaults)
+{
     dp_schedule s = from_cfg(NET "learning_rate=0.05\npolicy=steps\nsteps=100,200\n"
                                  "scales=.1,.5\n[train]\nschedule=darknet\n",
                              10, 300);
@@ -314,7 +332,8 @@ Test(schedule, from_cfg_darknet_steps_and_defaults) {
               "no policy, no [train]: Darknet's constant 0.001");
 }
 
-Test(schedule, from_cfg_linear_scaling_rule) {
+Test(schedule, from_cfg_linear_scaling_rule)
+{
     dp_schedule s = from_cfg(NET "batch=512\nlearning_rate=0.1\n"
                                  "[train]\nschedule=constant\nlr_scaling_reference_batch=256\n",
                              10, 100);
@@ -322,8 +341,8 @@ Test(schedule, from_cfg_linear_scaling_rule) {
     expect_lr(&s, 0, 0.2);
 }
 
-static void expect_cfg_error(const char *text, dp_status want, const char *frag1,
-                             const char *frag2) {
+static void expect_cfg_error(const char *text, dp_status want, const char *frag1, const char *frag2)
+{
     dp_cfg *cfg = parse_cfg(text);
     dp_schedule s;
     cr_expect_eq(dp_schedule_from_cfg(&s, cfg, 10, 100), want, "status %s for:\n%s",
@@ -337,7 +356,8 @@ static void expect_cfg_error(const char *text, dp_status want, const char *frag1
     dp_cfg_destroy(cfg);
 }
 
-Test(schedule, from_cfg_errors_name_file_line_and_key) {
+Test(schedule, from_cfg_errors_name_file_line_and_key)
+{
     expect_cfg_error(NET "policy=steps\nsteps=10,20\n", DP_ERR_CFG, "t.cfg:1: [net] scales",
                      "steps and scales");
     expect_cfg_error(NET "policy=steps\nscales=.1\n", DP_ERR_CFG, "t.cfg:1: [net] steps", NULL);
