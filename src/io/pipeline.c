@@ -4,7 +4,9 @@
 // order. One mutex guards every slot state and counter; three condition variables wake the
 // reader (a slot was freed), the workers (samples to decode) and the consumer (a batch is
 // ready, an error, the end). Slot buffers are touched without the lock only by the thread whose
-// state owns them.
+// state owns them. With mixing on, the reader also reads each sample's partner (records of the
+// global batch come from a second, one-rank sampler) and draws how the sample is mixed; a
+// worker augments the partner into its own scratch image and mixes it in.
 #include "io/pipeline.h"
 
 #include <pthread.h>
@@ -14,10 +16,12 @@
 
 #include "core/error.h"
 #include "core/rng.h"
+#include "core/timer.h"
 #include "io/augment.h"
+#include "io/pipeline_internal.h"
 #include "io/rng_streams.h"
 
-enum { MAX_THREADS = 64, MAX_BUFFERS = 64, WORK_CHUNK = 4, ERROR_BYTES = 1024 };
+enum { MAX_THREADS = 64, MAX_BUFFERS = 64, WORK_CHUNK = 4, ERROR_BYTES = 1024, ALIGN = 64 };
 
 typedef enum slot_state {
     SLOT_FREE,
@@ -34,23 +38,45 @@ typedef struct slot {
     int64_t done;        // DECODING: samples finished
     dp_sampler_batch info;
     int64_t *records;    // [max] sampler order
-    int64_t *sorted;     // [max] the same records, increasing
+    int64_t *partners;   // [max] mixing: the partner record of each sample, sampler order
+    dp_augment_mix *mix; // [max] mixing: how each sample is mixed, sampler order
+    int64_t *sorted;     // [n_read] the records to read (samples and partners), increasing
+    int64_t n_read;
     int32_t *src;        // [max] src[i]: position of sample i in sorted order
-    uint8_t *raw;        // (max, H, W, C) in sorted order
-    int32_t *raw_labels; // [max] sorted order
-    int32_t *labels;     // [max] sampler order
+    int32_t *psrc;       // [max] mixing: position of sample i's partner in sorted order
+    uint8_t *raw;        // (n_read, H, W, C) in sorted order
+    int32_t *raw_labels; // [n_read] sorted order
+    // The batch buffer, one block from cfg.alloc: images, labels, then with mixing labels_b
+    // and mix_lambda, each at a multiple of ALIGN bytes.
+    void *block;
     float *images;       // (max, C, H, W)
+    int32_t *labels;     // [max] sampler order
+    int32_t *labels_b;   // [max] mixing only
+    float *mix_lambda;   // [max] mixing only
     dp_pipeline_batch pub;
 } slot;
 
+// A worker thread and its scratch image (the augmented partner of a mixed sample).
+typedef struct worker {
+    dp_pipeline *p;
+    pthread_t thread;
+    float *scratch; // (C, H, W); mixing only
+} worker;
+
 struct dp_pipeline {
-    dp_pipeline_config cfg; // pointers in it are not kept past create
+    dp_pipeline_config cfg; // pointers in it are not kept past create, except the allocator's
     dp_dataset *ds;
     dp_sampler *sampler; // reader thread only, once started
+    dp_sampler *global;  // mixing: one-rank sampler giving whole global batches; reader only
+    int64_t *global_records; // [B] reader scratch: the records of a global batch
+    int32_t *pairs;          // [B] reader scratch: partner positions in a global batch
     int64_t h, w, c, record_bytes, max;
     int64_t batches; // per epoch
     float scale[DP_DATASET_MAX_CHANNELS], bias[DP_DATASET_MAX_CHANNELS];
     int train;
+    dp_augment_config aug; // all off in evaluation
+    int mixing;            // training with mixup or cutmix on
+    int64_t fail_record;   // test seam (pipeline_internal.h); -1: none
     slot *slots;
     int k;
 
@@ -59,8 +85,10 @@ struct dp_pipeline {
     int sync_ready; // mutex and condvars initialized
     pthread_t reader;
     int reader_started;
-    pthread_t workers[MAX_THREADS];
+    worker workers[MAX_THREADS];
     int n_workers_started;
+
+    dp_pipeline_wait_stats wait; // consumer thread only
 
     // Guarded by mu.
     int stop;
@@ -143,18 +171,69 @@ static int compare_i64(const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
+// Position of record in s->sorted (it is there).
+static int32_t sorted_position(const slot *s, int64_t record)
+{
+    const int64_t *hit = bsearch(&record, s->sorted, (size_t)s->n_read, sizeof *s->sorted,
+                                 compare_i64);
+    DP_ASSERT(hit != NULL);
+    return (int32_t)(hit - s->sorted);
+}
+
+// Mixing: the partner record and the mixing draw of each sample of s. A sample's partner is
+// found by its position in the whole global batch, so it is the same for any number of ranks.
+static dp_status find_partners(dp_pipeline *p, slot *s)
+{
+    const dp_sampler_batch *b = &s->info;
+    dp_sampler_batch whole;
+    DP_TRY(dp_sampler_batch_at(p->global, b->epoch, b->index, p->global_records, &whole));
+    dp_augment_mix_partners(p->pairs, whole.count, p->cfg.sampler.seed, b->epoch, b->index);
+    int64_t offset = b->first - whole.first; // of this rank's slice in the global batch
+    DP_ASSERT(offset >= 0 && offset + b->count <= whole.count);
+    for (int64_t i = 0; i < b->count; i++) {
+        DP_ASSERT(p->global_records[offset + i] == s->records[i]);
+        s->partners[i] = p->global_records[p->pairs[offset + i]];
+        s->mix[i] = dp_augment_mix_sample(p->cfg.sampler.seed, b->epoch, s->records[i], &p->aug,
+                                          p->h, p->w);
+    }
+    return DP_OK;
+}
+
+// The records to read for s, increasing and distinct: its samples and, with mixing, the
+// partners of its mixed samples; then where each sample and partner lies among them.
+static void plan_reads(dp_pipeline *p, slot *s)
+{
+    int64_t n = s->info.count, m = n;
+    memcpy(s->sorted, s->records, (size_t)n * sizeof *s->sorted);
+    for (int64_t i = 0; p->mixing && i < n; i++) {
+        if (s->mix[i].kind != DP_AUGMENT_MIX_NONE) {
+            s->sorted[m++] = s->partners[i];
+        }
+    }
+    qsort(s->sorted, (size_t)m, sizeof *s->sorted, compare_i64);
+    int64_t distinct = 0;
+    for (int64_t i = 0; i < m; i++) {
+        if (distinct == 0 || s->sorted[i] != s->sorted[distinct - 1]) {
+            s->sorted[distinct++] = s->sorted[i];
+        }
+    }
+    s->n_read = distinct;
+    for (int64_t i = 0; i < n; i++) {
+        s->src[i] = sorted_position(s, s->records[i]);
+        int mixed = p->mixing && s->mix[i].kind != DP_AUGMENT_MIX_NONE;
+        s->psrc[i] = mixed ? sorted_position(s, s->partners[i]) : -1;
+    }
+}
+
 // Fills s (state READING, owned by the reader) with the next batch of the sampler.
 static dp_status read_batch(dp_pipeline *p, slot *s)
 {
     DP_TRY(dp_sampler_next(p->sampler, s->records, &s->info));
-    int64_t n = s->info.count;
-    memcpy(s->sorted, s->records, (size_t)n * sizeof *s->sorted);
-    qsort(s->sorted, (size_t)n, sizeof *s->sorted, compare_i64);
-    for (int64_t i = 0; i < n; i++) {
-        const int64_t *hit = bsearch(&s->records[i], s->sorted, (size_t)n, sizeof *s->sorted,
-                                     compare_i64);
-        s->src[i] = (int32_t)(hit - s->sorted);
+    if (p->mixing) {
+        DP_TRY(find_partners(p, s));
     }
+    plan_reads(p, s);
+    int64_t n = s->n_read;
     if (p->ds != NULL) {
         return dp_dataset_read_indices(p->ds, s->sorted, n, s->raw, s->raw_labels);
     }
@@ -216,24 +295,46 @@ static slot *find_work(dp_pipeline *p)
     return best;
 }
 
-static void decode_samples(dp_pipeline *p, slot *s, int64_t first, int64_t end)
+// Augments and normalizes record (raw image at position j of s->sorted) into out (C, H, W).
+static void decode_one(dp_pipeline *p, const slot *s, float *out, int64_t record, int32_t j)
 {
+    dp_augment_draw d = dp_augment_sample(p->cfg.sampler.seed, s->info.epoch, record, &p->aug,
+                                          p->h, p->w);
+    dp_augment_apply(out, s->raw + j * p->record_bytes, p->h, p->w, p->c, p->aug.crop_pad, d,
+                     p->scale, p->bias);
+}
+
+static dp_status decode_samples(worker *wk, slot *s, int64_t first, int64_t end)
+{
+    dp_pipeline *p = wk->p;
     int64_t plane = p->h * p->w * p->c;
-    int crop = p->train ? p->cfg.crop_pad : 0;
-    int flip = p->train ? p->cfg.flip : 0;
     for (int64_t i = first; i < end; i++) {
-        int32_t j = s->src[i];
-        dp_augment_draw d = dp_augment_sample(p->cfg.sampler.seed, s->info.epoch, s->records[i],
-                                              crop, flip);
-        dp_augment_apply(s->images + i * plane, s->raw + j * p->record_bytes, p->h, p->w, p->c,
-                         crop, d, p->scale, p->bias);
-        s->labels[i] = s->raw_labels[j];
+        if (s->records[i] == p->fail_record) {
+            return dp_error_set(DP_ERR_INTERNAL, "pipeline: injected worker failure at record "
+                                "%lld", (long long)s->records[i]);
+        }
+        float *out = s->images + i * plane;
+        decode_one(p, s, out, s->records[i], s->src[i]);
+        s->labels[i] = s->raw_labels[s->src[i]];
+        if (!p->mixing) {
+            continue;
+        }
+        s->labels_b[i] = s->labels[i];
+        s->mix_lambda[i] = 1.0f;
+        if (s->psrc[i] >= 0) {
+            decode_one(p, s, wk->scratch, s->partners[i], s->psrc[i]);
+            dp_augment_mix_apply(out, wk->scratch, p->h, p->w, p->c, s->mix[i]);
+            s->labels_b[i] = s->raw_labels[s->psrc[i]];
+            s->mix_lambda[i] = s->mix[i].lambda;
+        }
     }
+    return DP_OK;
 }
 
 static void *worker_main(void *arg)
 {
-    dp_pipeline *p = arg;
+    worker *wk = arg;
+    dp_pipeline *p = wk->p;
     lock(p);
     while (!p->stop && p->error == DP_OK) {
         slot *s = find_work(p);
@@ -245,8 +346,12 @@ static void *worker_main(void *arg)
         int64_t end = first + WORK_CHUNK < s->info.count ? first + WORK_CHUNK : s->info.count;
         s->next_sample = end;
         unlock(p);
-        decode_samples(p, s, first, end);
+        dp_status st = decode_samples(wk, s, first, end);
         lock(p);
+        if (st != DP_OK) {
+            fail_locked(p, st);
+            break;
+        }
         s->done += end - first;
         if (s->done == s->info.count) {
             s->state = SLOT_READY;
@@ -266,9 +371,21 @@ static dp_status check_config(dp_pipeline *p, const dp_pipeline_config *cfg)
         return dp_error_set(DP_ERR_ARG, "pipeline: %d workers and %d buffers; need 1..%d and 2..%d",
                             cfg->n_workers, cfg->n_buffers, MAX_THREADS, MAX_BUFFERS);
     }
-    if (cfg->crop_pad < 0 || cfg->crop_pad > 1024) {
-        return dp_error_set(DP_ERR_ARG, "pipeline: crop padding %d is outside 0..1024",
-                            cfg->crop_pad);
+    if (cfg->crop_pad < 0 || cfg->crop_pad > 1024 || cfg->cutout < 0 || cfg->cutout > 4096) {
+        return dp_error_set(DP_ERR_ARG, "pipeline: crop padding %d, cutout %d; need 0..1024 and "
+                            "0..4096", cfg->crop_pad, cfg->cutout);
+    }
+    if (!(cfg->mixup_alpha >= 0.0f && cfg->mixup_alpha <= 100.0f) ||
+        !(cfg->cutmix_alpha >= 0.0f && cfg->cutmix_alpha <= 100.0f) ||
+        !(cfg->mix_prob >= 0.0f && cfg->mix_prob <= 1.0f)) {
+        return dp_error_set(DP_ERR_ARG, "pipeline: mixup alpha %g, cutmix alpha %g, mix "
+                            "probability %g; need 0..100, 0..100 and 0..1",
+                            (double)cfg->mixup_alpha, (double)cfg->cutmix_alpha,
+                            (double)cfg->mix_prob);
+    }
+    if ((cfg->alloc == NULL) != (cfg->free == NULL)) {
+        return dp_error_set(DP_ERR_ARG, "pipeline: alloc and free must be set together (or "
+                            "both left NULL for malloc and free)");
     }
     if (cfg->dataset != NULL) {
         const dp_dataset_info *in = dp_dataset_get_info(cfg->dataset);
@@ -308,26 +425,91 @@ static dp_status set_normalization(dp_pipeline *p, const dp_pipeline_config *cfg
     return DP_OK;
 }
 
+static void *default_alloc(size_t bytes, void *ctx)
+{
+    (void)ctx;
+    return malloc(bytes);
+}
+
+static void default_free(void *ptr, void *ctx)
+{
+    (void)ctx;
+    free(ptr);
+}
+
+static size_t align_up(size_t bytes)
+{
+    return (bytes + ALIGN - 1) / ALIGN * ALIGN;
+}
+
+// The batch buffer of s: one block from the allocator, carved into the published arrays.
+static dp_status alloc_block(dp_pipeline *p, slot *s)
+{
+    size_t m = (size_t)p->max, image_bytes = align_up(m * (size_t)p->record_bytes * sizeof(float));
+    size_t label_bytes = align_up(m * sizeof(int32_t)), lambda_bytes = align_up(m * sizeof(float));
+    size_t bytes = image_bytes + label_bytes + (p->mixing ? label_bytes + lambda_bytes : 0);
+    s->block = p->cfg.alloc(bytes, p->cfg.alloc_ctx);
+    if (s->block == NULL) {
+        return dp_error_set(DP_ERR_NOMEM, "pipeline: the allocator returned no %zu-byte batch "
+                            "buffer", bytes);
+    }
+    char *at = s->block;
+    s->images = (float *)at;
+    s->labels = (int32_t *)(at + image_bytes);
+    if (p->mixing) {
+        s->labels_b = (int32_t *)(at + image_bytes + label_bytes);
+        s->mix_lambda = (float *)(at + image_bytes + 2 * label_bytes);
+    }
+    return DP_OK;
+}
+
 static dp_status alloc_slots(dp_pipeline *p)
 {
     p->slots = calloc((size_t)p->k, sizeof *p->slots);
     if (p->slots == NULL) {
         return dp_error_set(DP_ERR_NOMEM, "pipeline: cannot allocate %d slots", p->k);
     }
-    size_t m = (size_t)p->max, rec = (size_t)p->record_bytes;
+    // With mixing, a batch reads up to one partner per sample besides its samples.
+    size_t m = (size_t)p->max, reads = p->mixing ? 2 * m : m, rec = (size_t)p->record_bytes;
     for (int i = 0; i < p->k; i++) {
         slot *s = &p->slots[i];
         s->records = malloc(m * sizeof *s->records);
-        s->sorted = malloc(m * sizeof *s->sorted);
+        s->sorted = malloc(reads * sizeof *s->sorted);
         s->src = malloc(m * sizeof *s->src);
-        s->raw = malloc(m * rec);
-        s->raw_labels = malloc(m * sizeof *s->raw_labels);
-        s->labels = malloc(m * sizeof *s->labels);
-        s->images = malloc(m * rec * sizeof *s->images);
-        if (!s->records || !s->sorted || !s->src || !s->raw || !s->raw_labels || !s->labels ||
-            !s->images) {
+        s->psrc = malloc(m * sizeof *s->psrc);
+        s->raw = malloc(reads * rec);
+        s->raw_labels = malloc(reads * sizeof *s->raw_labels);
+        if (p->mixing) {
+            s->partners = malloc(m * sizeof *s->partners);
+            s->mix = malloc(m * sizeof *s->mix);
+        }
+        if (!s->records || !s->sorted || !s->src || !s->psrc || !s->raw || !s->raw_labels ||
+            (p->mixing && (!s->partners || !s->mix))) {
             return dp_error_set(DP_ERR_NOMEM, "pipeline: cannot allocate %d buffers of %zu "
                                 "samples of %zu bytes", p->k, m, rec);
+        }
+        DP_TRY(alloc_block(p, s));
+    }
+    return DP_OK;
+}
+
+// Mixing: the one-rank sampler of whole global batches and the reader's and workers' scratch.
+static dp_status alloc_mixing(dp_pipeline *p, const dp_sampler_config *sc)
+{
+    dp_sampler_config whole = *sc;
+    whole.rank = 0;
+    whole.world_size = 1;
+    DP_TRY(dp_sampler_create(&p->global, &whole));
+    size_t b = (size_t)whole.global_batch;
+    p->global_records = malloc(b * sizeof *p->global_records);
+    p->pairs = malloc(b * sizeof *p->pairs);
+    if (p->global_records == NULL || p->pairs == NULL) {
+        return dp_error_set(DP_ERR_NOMEM, "pipeline: cannot allocate a global batch of %zu", b);
+    }
+    for (int i = 0; i < p->cfg.n_workers; i++) {
+        p->workers[i].scratch = malloc((size_t)p->record_bytes * sizeof(float));
+        if (p->workers[i].scratch == NULL) {
+            return dp_error_set(DP_ERR_NOMEM, "pipeline: cannot allocate worker scratch");
         }
     }
     return DP_OK;
@@ -360,7 +542,8 @@ static dp_status init_sync(dp_pipeline *p)
 static dp_status start_threads(dp_pipeline *p)
 {
     for (int i = 0; i < p->cfg.n_workers; i++) {
-        if (pthread_create(&p->workers[i], NULL, worker_main, p) != 0) {
+        p->workers[i].p = p;
+        if (pthread_create(&p->workers[i].thread, NULL, worker_main, &p->workers[i]) != 0) {
             return dp_error_set(DP_ERR_INTERNAL, "pipeline: cannot start worker thread %d", i);
         }
         p->n_workers_started++;
@@ -385,10 +568,31 @@ static dp_status make_sampler(dp_pipeline *p, const dp_pipeline_config *cfg)
     p->max = dp_sampler_max_local_batch(p->sampler);
     p->batches = dp_sampler_batches_per_epoch(p->sampler);
     p->train = sc.mode == DP_SAMPLER_TRAIN;
+    if (p->train) {
+        p->aug = (dp_augment_config){.crop_pad = cfg->crop_pad,
+                                     .flip = cfg->flip,
+                                     .cutout = cfg->cutout,
+                                     .mixup_alpha = cfg->mixup_alpha,
+                                     .cutmix_alpha = cfg->cutmix_alpha,
+                                     .mix_prob = cfg->mix_prob};
+    } else {
+        p->aug = (dp_augment_config)DP_AUGMENT_CONFIG_INIT;
+    }
+    p->mixing = dp_augment_mixes(&p->aug);
+    if (p->mixing) {
+        sc.seed = p->cfg.sampler.seed;
+        DP_TRY(alloc_mixing(p, &sc));
+    }
     return DP_OK;
 }
 
 dp_status dp_pipeline_create(dp_pipeline **out, const dp_pipeline_config *cfg)
+{
+    return dp__pipeline_create_failing(out, cfg, -1);
+}
+
+dp_status dp__pipeline_create_failing(dp_pipeline **out, const dp_pipeline_config *cfg,
+                                      int64_t fail_record)
 {
     *out = NULL;
     dp_pipeline *p = calloc(1, sizeof *p);
@@ -398,9 +602,14 @@ dp_status dp_pipeline_create(dp_pipeline **out, const dp_pipeline_config *cfg)
     p->cfg = *cfg;
     p->cfg.resume = NULL;
     p->cfg.mean = p->cfg.std = NULL;
+    if (p->cfg.alloc == NULL) {
+        p->cfg.alloc = default_alloc;
+        p->cfg.free = default_free;
+    }
     p->ds = cfg->dataset;
     p->k = cfg->n_buffers;
     p->end_seq = -1;
+    p->fail_record = fail_record;
     dp_status st;
     DP_TRY_GOTO(check_config(p, cfg), st, fail);
     p->record_bytes = p->h * p->w * p->c;
@@ -433,7 +642,7 @@ void dp_pipeline_destroy(dp_pipeline *p)
         pthread_join(p->reader, NULL);
     }
     for (int i = 0; i < p->n_workers_started; i++) {
-        pthread_join(p->workers[i], NULL);
+        pthread_join(p->workers[i].thread, NULL);
     }
     if (p->sync_ready) {
         pthread_cond_destroy(&p->consumer_cv);
@@ -444,24 +653,54 @@ void dp_pipeline_destroy(dp_pipeline *p)
     for (int i = 0; p->slots != NULL && i < p->k; i++) {
         slot *s = &p->slots[i];
         free(s->records);
+        free(s->partners);
+        free(s->mix);
         free(s->sorted);
         free(s->src);
+        free(s->psrc);
         free(s->raw);
         free(s->raw_labels);
-        free(s->labels);
-        free(s->images);
+        if (s->block != NULL) {
+            p->cfg.free(s->block, p->cfg.alloc_ctx);
+        }
+    }
+    for (int i = 0; i < MAX_THREADS; i++) {
+        free(p->workers[i].scratch);
     }
     free(p->slots);
+    free(p->global_records);
+    free(p->pairs);
+    dp_sampler_destroy(p->global);
     dp_sampler_destroy(p->sampler);
     free(p);
 }
 
 // --- consumer ---
 
+// Adds the time of one dp_pipeline_pop call that started at start_ns.
+static void count_wait(dp_pipeline *p, uint64_t start_ns, const dp_pipeline_batch *got)
+{
+    double s = (double)(dp_time_ns() - start_ns) * 1e-9;
+    p->wait.wait_s += s;
+    p->wait.max_wait_s = s > p->wait.max_wait_s ? s : p->wait.max_wait_s;
+    p->wait.pops += got != NULL;
+}
+
+static dp_status pop_locked(dp_pipeline *p, const dp_pipeline_batch **out);
+
 dp_status dp_pipeline_pop(dp_pipeline *p, const dp_pipeline_batch **out)
 {
+    uint64_t start_ns = dp_time_ns();
     *out = NULL;
     lock(p);
+    dp_status st = pop_locked(p, out); // unlocks
+    count_wait(p, start_ns, *out);
+    return st;
+}
+
+// dp_pipeline_pop with mu held on entry; releases it.
+static dp_status pop_locked(dp_pipeline *p, const dp_pipeline_batch **out)
+{
     int held = 0;
     for (int i = 0; i < p->k; i++) {
         held += p->slots[i].state == SLOT_HELD;
@@ -497,7 +736,9 @@ dp_status dp_pipeline_pop(dp_pipeline *p, const dp_pipeline_batch **out)
                                  .count = s->info.count,
                                  .records = s->records,
                                  .labels = s->labels,
-                                 .images = s->images};
+                                 .images = s->images,
+                                 .labels_b = s->labels_b,
+                                 .mix_lambda = s->mix_lambda};
     *out = &s->pub;
     return DP_OK;
 }
@@ -538,4 +779,9 @@ void dp_pipeline_get_shape(const dp_pipeline *p, int64_t *h, int64_t *w, int64_t
     *h = p->h;
     *w = p->w;
     *c = p->c;
+}
+
+void dp_pipeline_get_wait_stats(const dp_pipeline *p, dp_pipeline_wait_stats *out)
+{
+    *out = p->wait; // written only by dp_pipeline_pop, on this same (consumer) thread
 }

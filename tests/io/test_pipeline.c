@@ -1,17 +1,23 @@
 // Prefetch pipeline: batches come in order and equal single-threaded decoding of the sampler's
-// records (bitwise), whatever the number of workers, buffers or ranks; evaluation ends after one
-// epoch; resuming from a saved state continues the same batches; a read error in the reader
-// thread reaches the consumer naming the record and file; shutdown is clean at any point.
+// records (bitwise), with or without cutout, mixup and cutmix, whatever the number of workers,
+// buffers or ranks; evaluation ends after one epoch; resuming from a saved state continues the
+// same batches; a read error in the reader thread and a worker's error reach the consumer;
+// shutdown is clean at any point; batch buffers come from the allocator hook; the consumer's
+// wait is counted; the default worker count never oversubscribes.
 #include <criterion/criterion.h>
 #include <hdf5.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
+#include "core/timer.h"
 #include "io/augment.h"
 #include "io/dataset.h"
 #include "io/pipeline.h"
+#include "io/pipeline_internal.h"
 #include "io/sampler.h"
 #include "io_test_util.h"
+#include "pipeline_ref.h"
 
 TestSuite(pipeline, .init = scratch_make, .fini = scratch_remove, .timeout = 30);
 
@@ -23,7 +29,18 @@ typedef struct copied {
     int64_t records[MAXB];
     int32_t labels[MAXB];
     float images[MAXB * REC];
+    int mixed; // labels_b and mix_lambda were not NULL
+    int32_t labels_b[MAXB];
+    float mix_lambda[MAXB];
 } copied;
+
+static ref_batch as_ref(const copied *c)
+{
+    return (ref_batch){.epoch = c->epoch, .index = c->index, .count = c->count,
+                       .records = c->records, .labels = c->labels,
+                       .labels_b = c->mixed ? c->labels_b : NULL, .images = c->images,
+                       .mix_lambda = c->mixed ? c->mix_lambda : NULL};
+}
 
 static dp_pipeline_config synthetic_config(int64_t n, int64_t batch, dp_sampler_mode mode)
 {
@@ -65,6 +82,12 @@ static int collect(dp_pipeline *p, copied *out, int n)
         memcpy(out[i].records, b->records, (size_t)b->count * sizeof *b->records);
         memcpy(out[i].labels, b->labels, (size_t)b->count * sizeof *b->labels);
         memcpy(out[i].images, b->images, (size_t)(b->count * REC) * sizeof(float));
+        cr_assert_eq(b->labels_b == NULL, b->mix_lambda == NULL);
+        out[i].mixed = b->labels_b != NULL;
+        if (out[i].mixed) {
+            memcpy(out[i].labels_b, b->labels_b, (size_t)b->count * sizeof *b->labels_b);
+            memcpy(out[i].mix_lambda, b->mix_lambda, (size_t)b->count * sizeof *b->mix_lambda);
+        }
         dp_pipeline_release(p, b);
     }
     return n;
@@ -76,7 +99,10 @@ static void expect_sample(const copied *c, int64_t i, const uint8_t *raw, int32_
 {
     float scale[SC], bias[SC], want[REC];
     dp_augment_norm_coeffs(scale, bias, mean, std, SC);
-    dp_augment_draw d = dp_augment_sample(seed, c->epoch, c->records[i], crop, flip);
+    dp_augment_config aug = DP_AUGMENT_CONFIG_INIT;
+    aug.crop_pad = crop;
+    aug.flip = flip;
+    dp_augment_draw d = dp_augment_sample(seed, c->epoch, c->records[i], &aug, SH, SW);
     dp_augment_apply(want, raw, SH, SW, SC, crop, d, scale, bias);
     cr_expect_eq(c->labels[i], label, "batch %lld sample %lld", (long long)c->index,
                  (long long)i);
@@ -389,4 +415,326 @@ Test(pipeline, configuration_errors)
     dp_sampler_state bad = {.seed = 1, .epoch = 0, .next_batch = 99};
     cfg.resume = &bad;
     expect_error(dp_pipeline_create(&p, &cfg), DP_ERR_ARG, "next batch 99");
+}
+
+// --- cutout, mixup, cutmix ---
+
+static dp_pipeline_config mixing_config(int64_t n, int64_t batch)
+{
+    dp_pipeline_config cfg = synthetic_config(n, batch, DP_SAMPLER_TRAIN);
+    cfg.cutout = 3;
+    cfg.mixup_alpha = 0.4f;
+    cfg.cutmix_alpha = 1.0f;
+    cfg.mix_prob = 0.75f;
+    return cfg;
+}
+
+// Expects every batch of got[0..n) to equal the reference of cfg (bitwise).
+static void expect_reference(const dp_pipeline_config *cfg, dp_dataset *direct, const copied *got,
+                             int n)
+{
+    ref_ctx r;
+    cr_assert_eq(ref_init(&r, cfg, direct), 0);
+    for (int t = 0; t < n; t++) {
+        char msg[256];
+        ref_batch b = as_ref(&got[t]);
+        int bad = ref_check_batch(&r, &b, msg, sizeof msg);
+        cr_expect_eq(bad, 0, "rank %d: %d samples differ: %s", cfg->sampler.rank, bad, msg);
+    }
+    ref_fini(&r);
+}
+
+Test(pipeline, mixed_batches_match_direct_decoding)
+{
+    enum { T = 14 };
+    static copied got[T];
+    dp_pipeline_config cfg = mixing_config(50, 8);
+    dp_pipeline *p = start(&cfg);
+    cr_assert_eq(collect(p, got, T), T); // 6 batches per epoch: into epoch 2
+    dp_pipeline_destroy(p);
+    expect_reference(&cfg, NULL, got, T);
+    int kinds[3] = {0, 0, 0}, cross = 0;
+    for (int t = 0; t < T; t++) {
+        cr_assert(got[t].mixed, "mixing on: labels_b and mix_lambda are set");
+        for (int64_t i = 0; i < got[t].count; i++) {
+            dp_augment_mix m = dp_augment_mix_sample(21, got[t].epoch, got[t].records[i],
+                                                     &(dp_augment_config){.mixup_alpha = 0.4f,
+                                                                          .cutmix_alpha = 1.0f,
+                                                                          .mix_prob = 0.75f},
+                                                     SH, SW);
+            kinds[m.kind]++;
+            cross += m.kind != DP_AUGMENT_MIX_NONE && got[t].labels_b[i] != got[t].labels[i];
+        }
+    }
+    // 112 samples at mix_prob 0.75: each kind is well represented; partners of other classes.
+    cr_expect(kinds[0] > 10 && kinds[1] > 20 && kinds[2] > 20, "kinds %d %d %d", kinds[0],
+              kinds[1], kinds[2]);
+    cr_expect_gt(cross, 20, "mixed samples with a partner of another class: %d", cross);
+}
+
+Test(pipeline, dataset_mixed_batches_match_direct_decoding)
+{
+    const char *path = scratch_path("m.h5");
+    write_dataset(path, 43, -1, 0);
+    dp_dataset *ds = NULL, *direct = NULL;
+    cr_assert_eq(dp_dataset_open(&ds, path), DP_OK, "%s", dp_error_message());
+    cr_assert_eq(dp_dataset_open(&direct, path), DP_OK, "%s", dp_error_message());
+    dp_pipeline_config cfg = mixing_config(0, 8);
+    cfg.dataset = ds;
+    cfg.mix_prob = 1.0f;
+    static copied got[7];
+    dp_pipeline *p = start(&cfg);
+    cr_assert_eq(collect(p, got, 7), 7);
+    dp_pipeline_destroy(p);
+    expect_reference(&cfg, direct, got, 7);
+    dp_dataset_destroy(ds);
+    dp_dataset_destroy(direct);
+}
+
+Test(pipeline, mixed_batches_are_identical_for_any_workers_and_ranks)
+{
+    // Bitwise (memcmp): 1 worker vs 3, and P = 1 vs the concatenated slices of P = 2 and 4.
+    enum { B = 16, T = 6 };
+    static copied one[T], three[T], part[4][T];
+    dp_pipeline_config cfg = mixing_config(70, B);
+    cfg.n_workers = 1;
+    dp_pipeline *p = start(&cfg);
+    cr_assert_eq(collect(p, one, T), T);
+    dp_pipeline_destroy(p);
+    cfg.n_workers = 3;
+    p = start(&cfg);
+    cr_assert_eq(collect(p, three, T), T);
+    dp_pipeline_destroy(p);
+    cr_expect_eq(memcmp(one, three, sizeof one), 0, "1 and 3 workers differ (memcmp)");
+    const int ranks[2] = {2, 4};
+    for (int k = 0; k < 2; k++) {
+        int np = ranks[k], slice = B / np;
+        cfg.sampler.world_size = np;
+        for (int r = 0; r < np; r++) {
+            cfg.sampler.rank = r;
+            cfg.n_workers = 1 + r % 2;
+            p = start(&cfg);
+            cr_assert_eq(collect(p, part[r], T), T);
+            dp_pipeline_destroy(p);
+        }
+        for (int t = 0; t < T; t++) {
+            for (int r = 0; r < np; r++) {
+                const copied *c = &part[r][t], *w = &one[t];
+                int64_t at = (int64_t)r * slice;
+                cr_assert_eq(c->count, slice);
+                cr_expect_eq(memcmp(c->records, w->records + at, slice * sizeof(int64_t)), 0);
+                cr_expect_eq(memcmp(c->labels, w->labels + at, slice * sizeof(int32_t)), 0);
+                cr_expect_eq(memcmp(c->labels_b, w->labels_b + at, slice * sizeof(int32_t)), 0,
+                             "P %d rank %d batch %d: labels_b (memcmp)", np, r, t);
+                cr_expect_eq(memcmp(c->mix_lambda, w->mix_lambda + at, slice * sizeof(float)), 0,
+                             "P %d rank %d batch %d: mix_lambda (memcmp)", np, r, t);
+                cr_expect_eq(memcmp(c->images, w->images + at * REC, slice * REC * sizeof(float)),
+                             0, "P %d rank %d batch %d: images depend on the ranks (memcmp)", np,
+                             r, t);
+            }
+        }
+    }
+}
+
+Test(pipeline, no_mixing_gives_null_labels_b_and_evaluation_only_normalizes)
+{
+    static copied train[2], eval[5];
+    dp_pipeline_config cfg = synthetic_config(37, 8, DP_SAMPLER_TRAIN);
+    cfg.cutout = 2;
+    cfg.mixup_alpha = 0.5f;
+    cfg.mix_prob = 0.0f; // an alpha but no probability: no mixing
+    dp_pipeline *p = start(&cfg);
+    cr_assert_eq(collect(p, train, 2), 2);
+    dp_pipeline_destroy(p);
+    cr_expect_eq(train[0].mixed, 0, "labels_b and mix_lambda are NULL without mixing");
+    expect_reference(&cfg, NULL, train, 2);
+
+    cfg = mixing_config(37, 8);
+    cfg.sampler.mode = DP_SAMPLER_EVAL;
+    p = start(&cfg);
+    cr_assert_eq(collect(p, eval, 5), 5);
+    dp_pipeline_destroy(p);
+    const float mean[SC] = {0.5f, 0.5f, 0.5f}, std[SC] = {0.2898f, 0.2898f, 0.2898f};
+    for (int t = 0; t < 5; t++) {
+        cr_expect_eq(eval[t].mixed, 0, "evaluation does not mix");
+        for (int64_t i = 0; i < eval[t].count; i++) {
+            uint8_t raw[REC];
+            int32_t label;
+            dp_pipeline_synthetic_record(&cfg.synthetic, eval[t].records[i], raw, &label);
+            expect_sample(&eval[t], i, raw, label, 21, 0, 0, mean, std);
+        }
+    }
+}
+
+// --- allocator hook ---
+
+typedef struct counting_alloc {
+    int allocs, frees, fail;
+    size_t bytes;
+    void *blocks[8];
+} counting_alloc;
+
+static void *count_alloc(size_t bytes, void *ctx)
+{
+    counting_alloc *a = ctx;
+    if (a->fail || a->allocs == 8) {
+        return NULL;
+    }
+    a->bytes = bytes;
+    void *block = malloc(bytes);
+    a->blocks[a->allocs++] = block;
+    return block;
+}
+
+static void count_free(void *ptr, void *ctx)
+{
+    counting_alloc *a = ctx;
+    for (int i = 0; i < a->allocs; i++) {
+        if (a->blocks[i] == ptr) {
+            a->blocks[i] = NULL;
+            a->frees++;
+        }
+    }
+    free(ptr);
+}
+
+// 1 if [p, p + bytes) lies in one of a's live blocks.
+static int in_blocks(const counting_alloc *a, const void *p, size_t bytes)
+{
+    for (int i = 0; i < a->allocs; i++) {
+        const char *b = a->blocks[i];
+        if (b != NULL && (const char *)p >= b && (const char *)p + bytes <= b + a->bytes) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
+Test(pipeline, batch_buffers_come_from_the_allocator_hook)
+{
+    counting_alloc a = {0};
+    dp_pipeline_config cfg = mixing_config(64, 8);
+    cfg.n_buffers = 3;
+    cfg.alloc = count_alloc;
+    cfg.free = count_free;
+    cfg.alloc_ctx = &a;
+    dp_pipeline *p = start(&cfg);
+    cr_expect_eq(a.allocs, 3, "one block per buffer");
+    cr_expect_geq(a.bytes, 8 * REC * sizeof(float) + 8 * (2 * sizeof(int32_t) + sizeof(float)));
+    for (int t = 0; t < 5; t++) {
+        const dp_pipeline_batch *b = NULL;
+        cr_assert_eq(dp_pipeline_pop(p, &b), DP_OK, "%s", dp_error_message());
+        cr_expect(in_blocks(&a, b->images, 8 * REC * sizeof(float)) &&
+                      in_blocks(&a, b->labels, 8 * sizeof(int32_t)) &&
+                      in_blocks(&a, b->labels_b, 8 * sizeof(int32_t)) &&
+                      in_blocks(&a, b->mix_lambda, 8 * sizeof(float)),
+                  "batch %d lies outside the allocated blocks", t);
+        dp_pipeline_release(p, b);
+    }
+    dp_pipeline_destroy(p);
+    cr_expect_eq(a.frees, 3, "every block goes back through the hook");
+
+    counting_alloc failing = {.fail = 1};
+    cfg.alloc_ctx = &failing;
+    expect_error(dp_pipeline_create(&p, &cfg), DP_ERR_NOMEM, "allocator returned no");
+    cr_expect_null(p);
+    cfg.free = NULL;
+    expect_error(dp_pipeline_create(&p, &cfg), DP_ERR_ARG, "alloc and free must be set together");
+}
+
+// --- wait accounting, worker count, errors ---
+
+Test(pipeline, wait_stats_count_the_consumers_time_in_pop)
+{
+    dp_pipeline_config cfg = synthetic_config(64, 8, DP_SAMPLER_EVAL);
+    cfg.synthetic.h = cfg.synthetic.w = 200; // slow enough to wait for
+    cfg.synthetic.n = 32;
+    cfg.n_workers = 1;
+    dp_pipeline *p = start(&cfg);
+    dp_pipeline_wait_stats w;
+    dp_pipeline_get_wait_stats(p, &w);
+    cr_expect(w.pops == 0 && w.wait_s == 0.0 && w.max_wait_s == 0.0);
+    double start_s = dp_time_s();
+    int n = 0;
+    for (;;) {
+        const dp_pipeline_batch *b = NULL;
+        cr_assert_eq(dp_pipeline_pop(p, &b), DP_OK, "%s", dp_error_message());
+        if (b == NULL) {
+            break;
+        }
+        n++;
+        dp_pipeline_release(p, b);
+    }
+    double wall_s = dp_time_s() - start_s;
+    dp_pipeline_get_wait_stats(p, &w);
+    cr_expect_eq(n, 4);
+    cr_expect_eq(w.pops, 4, "the end-of-epoch pop returns no batch and is not a pop");
+    cr_expect_gt(w.wait_s, 0.0);
+    cr_expect_gt(w.max_wait_s, 0.0);
+    cr_expect_leq(w.max_wait_s, w.wait_s);
+    cr_expect_leq(w.wait_s, wall_s, "waited %g s of %g s", w.wait_s, wall_s);
+    // The consumer does nothing else, so it spends nearly all its time waiting.
+    cr_expect_gt(w.wait_s, 0.5 * wall_s, "waited %g s of %g s", w.wait_s, wall_s);
+    dp_pipeline_destroy(p);
+}
+
+Test(pipeline, worker_count_never_oversubscribes)
+{
+    // (CPUs in the mask, CPUs online, ranks per node) -> workers.
+    const int64_t cases[][4] = {
+        {2, 2, 1, 1},    {16, 16, 1, 15}, {16, 16, 2, 7}, {16, 16, 4, 3}, {16, 16, 16, 1},
+        {16, 16, 32, 1}, {4, 16, 4, 3},   {8, 64, 8, 7},  {1, 64, 8, 1},  {256, 256, 1, 64},
+        {0, 0, 0, 1},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        int got = dp_pipeline_workers_for(cases[i][0], cases[i][1], (int)cases[i][2]);
+        cr_expect_eq(got, cases[i][3], "%lld CPUs of %lld, %lld ranks: %d workers, want %lld",
+                     (long long)cases[i][0], (long long)cases[i][1], (long long)cases[i][2], got,
+                     (long long)cases[i][3]);
+    }
+    int n = 0;
+    cr_assert_eq(dp_pipeline_default_workers(&n, 1), DP_OK);
+    long online = sysconf(_SC_NPROCESSORS_ONLN);
+    cr_expect(n >= 1 && n <= (online > 1 ? online - 1 : 1), "%d workers on %ld CPUs", n, online);
+    expect_error(dp_pipeline_default_workers(&n, 0), DP_ERR_ARG, "0 ranks per node");
+}
+
+Test(pipeline, worker_error_reaches_the_consumer)
+{
+    dp_pipeline_config cfg = mixing_config(64, 8);
+    cfg.sampler.mode = DP_SAMPLER_EVAL; // record order: record 21 is in batch 2
+    dp_pipeline *p = NULL;
+    cr_assert_eq(dp__pipeline_create_failing(&p, &cfg, 21), DP_OK, "%s", dp_error_message());
+    dp_status st = DP_OK;
+    int popped = 0;
+    while (st == DP_OK) {
+        const dp_pipeline_batch *b = NULL;
+        st = dp_pipeline_pop(p, &b);
+        cr_assert(st != DP_OK || b != NULL, "the epoch ended without the worker's error");
+        if (st == DP_OK) {
+            cr_expect_lt(b->index, 2, "batch %lld holds record 21", (long long)b->index);
+            popped++;
+            dp_pipeline_release(p, b);
+        }
+    }
+    expect_error(st, DP_ERR_INTERNAL, "injected worker failure at record 21");
+    cr_expect_leq(popped, 2);
+    const dp_pipeline_batch *b = NULL;
+    expect_error(dp_pipeline_pop(p, &b), DP_ERR_INTERNAL, "record 21");
+    dp_pipeline_destroy(p);
+}
+
+Test(pipeline, augmentation_configuration_errors)
+{
+    dp_pipeline *p = (dp_pipeline *)1;
+    dp_pipeline_config cfg = mixing_config(64, 8);
+    cfg.mix_prob = 1.5f;
+    expect_error(dp_pipeline_create(&p, &cfg), DP_ERR_ARG, "mix probability 1.5");
+    cr_expect_null(p);
+    cfg = mixing_config(64, 8);
+    cfg.mixup_alpha = -1.0f;
+    expect_error(dp_pipeline_create(&p, &cfg), DP_ERR_ARG, "mixup alpha -1");
+    cfg = mixing_config(64, 8);
+    cfg.cutout = 5000;
+    expect_error(dp_pipeline_create(&p, &cfg), DP_ERR_ARG, "cutout 5000");
 }
