@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/error.h"
 #include "io/augment.h"
 #include "io/dataset.h"
 #include "io/pipeline.h"
