@@ -258,9 +258,10 @@ static const dp_cfg_key_spec data_keys[] = {
 
 static const dp_cfg_key_spec train_keys[] = {
     {"epochs", DP_CFG_INT, 1, BIG, 0, NULL},
-    {"optimizer", DP_CFG_ENUM, 0, 0, 0, "sgd|adam|adamw"},
+    {"optimizer", DP_CFG_ENUM, 0, 0, 0, "sgd|adam|adamw|adagrad|adadelta|rmsprop|nadam"},
     {"nesterov", DP_CFG_BOOL, 0, 1, 0, NULL},
-    {"schedule", DP_CFG_ENUM, 0, 0, 0, "darknet|constant|step|steps|exp|poly|cosine"},
+    {"schedule", DP_CFG_ENUM, 0, 0, 0,
+     "darknet|constant|step|steps|exp|poly|sigmoid|cosine|one_cycle"},
     {"warmup_epochs", DP_CFG_FLOAT, 0, BIG, 0, NULL},
     {"min_lr", DP_CFG_FLOAT, 0, BIG, 0, NULL},
     {"label_smoothing", DP_CFG_FLOAT, 0, 0.999999, 0, NULL},
@@ -283,6 +284,20 @@ static const dp_cfg_key_spec train_keys[] = {
     {"collective_timeout", DP_CFG_FLOAT, 0.1, 1e7, 0, NULL},
     {"replica_check_every", DP_CFG_INT, 0, BIG, 0, NULL},
     {"cuda_graph", DP_CFG_BOOL, 0, 1, 0, NULL},
+    {"dampening", DP_CFG_FLOAT, 0, 1, 0, NULL},
+    {"amsgrad", DP_CFG_BOOL, 0, 1, 0, NULL},
+    {"weight_decay_mode", DP_CFG_ENUM, 0, 0, 0, "l2|decoupled"},
+    {"rho", DP_CFG_FLOAT, 0, 1, 0, NULL},
+    {"alpha", DP_CFG_FLOAT, 0, BIG, 0, NULL},
+    {"centered", DP_CFG_BOOL, 0, 1, 0, NULL},
+    {"lr_decay", DP_CFG_FLOAT, 0, BIG, 0, NULL},
+    {"momentum_decay", DP_CFG_FLOAT, 0, BIG, 0, NULL},
+    {"clip_grad_norm", DP_CFG_FLOAT, 0, BIG, 0, NULL},
+    {"max_norm", DP_CFG_FLOAT, 0, BIG, 0, NULL},
+    {"one_cycle_pct", DP_CFG_FLOAT, 0, 1, 0, NULL},
+    {"one_cycle_div", DP_CFG_FLOAT, 1, BIG, 0, NULL},
+    {"one_cycle_final_div", DP_CFG_FLOAT, 1, BIG, 0, NULL},
+    {"lr_scaling_reference_batch", DP_CFG_INT, 0, BIG, 0, NULL},
     {NULL, 0, 0, 0, 0, NULL},
 };
 

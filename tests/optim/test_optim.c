@@ -684,7 +684,7 @@ Test(optim, config_from_cfg_errors_name_file_line_and_key)
     expect_cfg_error(NET "[train]\nclip_grad_norm=-1\n", DP_ERR_CFG,
                      "t.cfg:6: [train] clip_grad_norm", NULL);
     expect_cfg_error(NET "[train]\nweight_decay_mode=l1\n", DP_ERR_CFG,
-                     "t.cfg:6: [train] weight_decay_mode", "decoupled");
+                     "t.cfg:6: [train] weight_decay_mode", "unknown value 'l1'");
     expect_cfg_error(NET "B2=1\n", DP_ERR_CFG, "t.cfg:5: [net] B2", NULL);
     expect_cfg_error(NET "[train]\noptimizer=lamb\n", DP_ERR_CFG, "t.cfg:6: [train] optimizer",
                      NULL);
