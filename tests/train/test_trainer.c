@@ -1,0 +1,169 @@
+// The trainer end to end on small synthetic and HDF5 data: it learns (memorizes a small set),
+// runs are bitwise repeatable, a diverging run stops naming the step and the layer, and bad data
+// (missing file, wrong image shape or class count) stops the run before the first step.
+#include <criterion/criterion.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "core/cfg.h"
+#include "core/error.h"
+#include "core/log.h"
+#include "io/dataset.h"
+#include "train/trainer.h"
+
+static const char *tiny = "[net]\nbatch=16\nsubdivisions=2\nheight=8\nwidth=8\nchannels=1\n"
+                          "learning_rate=0.05\nmomentum=0.9\npolicy=constant\n"
+                          "[data]\nsource=synthetic\nsamples=64\ntest_samples=32\n"
+                          "[train]\nepochs=30\nlog_every=1000\neval_every=10\nseed=3\nthreads=1\n"
+                          "[convolutional]\nfilters=8\nsize=3\npad=1\nbatch_normalize=1\n"
+                          "activation=relu\n"
+                          "[maxpool]\nsize=2\nstride=2\n"
+                          "[connected]\noutput=4\nactivation=linear\n"
+                          "[softmax]\n";
+
+typedef struct seen {
+    double last_train_loss, last_train_top1;
+    int epochs;
+} seen;
+
+static void record(const dp_train_progress *p, void *ctx)
+{
+    seen *s = ctx;
+    if (p->event == DP_TRAIN_EVENT_EPOCH) {
+        s->epochs++;
+        s->last_train_loss = p->train_loss;
+        s->last_train_top1 = p->train_top1;
+    }
+}
+
+static dp_status run_text(const char *text, const char **sets, int n_sets, dp_train_result *res,
+                          seen *s)
+{
+    dp_log_set_level(DP_LOG_LEVEL_ERROR);
+    dp_cfg *cfg = NULL;
+    cr_assert_eq(dp_cfg_parse(&cfg, text, strlen(text), "tiny.cfg"), DP_OK, "%s",
+                 dp_error_message());
+    for (int i = 0; i < n_sets; i++) {
+        cr_assert_eq(dp_cfg_set(cfg, sets[i]), DP_OK, "%s", dp_error_message());
+    }
+    cr_assert_eq(dp_cfg_validate(cfg), DP_OK, "%s", dp_error_message());
+    dp_train_options opt = DP_TRAIN_OPTIONS_INIT;
+    opt.progress = record;
+    opt.progress_ctx = s;
+    dp_status st = dp_train_run(cfg, &opt, res);
+    dp_cfg_destroy(cfg);
+    return st;
+}
+
+Test(trainer, memorizes_a_small_synthetic_set, .timeout = 120)
+{
+    dp_train_result res;
+    seen s = {0};
+    cr_assert_eq(run_text(tiny, NULL, 0, &res, &s), DP_OK, "%s", dp_error_message());
+    cr_expect_eq(s.epochs, 30);
+    cr_expect_eq(res.steps, 30 * 4);
+    cr_expect_lt(s.last_train_loss, 0.1, "train loss %g", s.last_train_loss);
+    cr_expect_eq(s.last_train_top1, 1.0);
+    cr_expect(isfinite(res.test_top1) && res.test_top1 >= 0 && res.test_top1 <= 1);
+    cr_expect_eq(strlen(res.params_sha256), 64);
+}
+
+Test(trainer, runs_are_bitwise_repeatable, .timeout = 120)
+{
+    dp_train_result a, b;
+    seen s = {0};
+    const char *sets[] = {"train.epochs=3"};
+    cr_assert_eq(run_text(tiny, sets, 1, &a, &s), DP_OK, "%s", dp_error_message());
+    cr_assert_eq(run_text(tiny, sets, 1, &b, &s), DP_OK, "%s", dp_error_message());
+    cr_expect_str_eq(a.params_sha256, b.params_sha256, "params_sha256 differs between runs");
+    const char *other[] = {"train.epochs=3", "train.seed=4"};
+    cr_assert_eq(run_text(tiny, other, 2, &b, &s), DP_OK, "%s", dp_error_message());
+    cr_expect_str_neq(a.params_sha256, b.params_sha256, "another seed, other weights");
+}
+
+Test(trainer, divergence_names_the_step_and_a_layer, .timeout = 60)
+{
+    dp_train_result res;
+    seen s = {0};
+    const char *sets[] = {"net.learning_rate=1000", "train.epochs=30"};
+    dp_status st = run_text(tiny, sets, 2, &res, &s);
+    cr_expect_eq(st, DP_ERR_DATA, "%s", dp_error_message());
+    cr_expect_not_null(strstr(dp_error_message(), "step "), "%s", dp_error_message());
+    cr_expect_not_null(strstr(dp_error_message(), "not finite"), "%s", dp_error_message());
+}
+
+Test(trainer, missing_dataset_names_the_file)
+{
+    dp_train_result res;
+    seen s = {0};
+    const char *sets[] = {"data.source=hdf5", "data.train=/no/such/train.h5"};
+    cr_expect_eq(run_text(tiny, sets, 2, &res, &s), DP_ERR_IO);
+    cr_expect_not_null(strstr(dp_error_message(), "/no/such/train.h5"), "%s", dp_error_message());
+}
+
+static void write_dataset(const char *path, int64_t h, int64_t w, int classes)
+{
+    const char *names[] = {"a", "b", "c", "d", "e"};
+    dp_dataset_config dc = DP_DATASET_CONFIG_INIT;
+    dc.n = 32;
+    dc.h = h;
+    dc.w = w;
+    dc.c = 1;
+    dc.n_classes = classes;
+    dc.class_names = names;
+    dp_dataset *ds = NULL;
+    cr_assert_eq(dp_dataset_create(&ds, path, &dc), DP_OK, "%s", dp_error_message());
+    uint8_t *img = calloc((size_t)(32 * h * w), 1);
+    int32_t labels[32];
+    for (int i = 0; i < 32; i++) {
+        labels[i] = i % classes;
+    }
+    cr_assert_eq(dp_dataset_append_records(ds, img, labels, 32), DP_OK, "%s", dp_error_message());
+    float mean = 0.5f, std = 0.25f;
+    cr_assert_eq(dp_dataset_set_normalization(ds, &mean, &std), DP_OK);
+    cr_assert_eq(dp_dataset_finish(ds), DP_OK, "%s", dp_error_message());
+    dp_dataset_destroy(ds);
+    free(img);
+}
+
+Test(trainer, dataset_shape_and_classes_must_match_the_net)
+{
+    char path[] = "/tmp/dptrain_trainer_XXXXXX";
+    cr_assert_not_null(mkdtemp(path));
+    char wrong_shape[512], wrong_classes[512], set_train[600];
+    snprintf(wrong_shape, sizeof wrong_shape, "%s/shape.h5", path);
+    snprintf(wrong_classes, sizeof wrong_classes, "%s/classes.h5", path);
+    write_dataset(wrong_shape, 10, 10, 4);
+    write_dataset(wrong_classes, 8, 8, 5);
+    dp_train_result res;
+    seen s = {0};
+    snprintf(set_train, sizeof set_train, "data.train=%s", wrong_shape);
+    const char *a[] = {"data.source=hdf5", set_train};
+    cr_expect_eq(run_text(tiny, a, 2, &res, &s), DP_ERR_SHAPE);
+    cr_expect_not_null(strstr(dp_error_message(), "images are 10x10x1"), "%s", dp_error_message());
+    snprintf(set_train, sizeof set_train, "data.train=%s", wrong_classes);
+    cr_expect_eq(run_text(tiny, a, 2, &res, &s), DP_ERR_SHAPE);
+    cr_expect_not_null(strstr(dp_error_message(), "5 classes"), "%s", dp_error_message());
+    unlink(wrong_shape);
+    unlink(wrong_classes);
+    rmdir(path);
+}
+
+Test(trainer, bench_reports_both_rates, .timeout = 60)
+{
+    dp_log_set_level(DP_LOG_LEVEL_ERROR);
+    dp_cfg *cfg = NULL;
+    cr_assert_eq(dp_cfg_parse(&cfg, tiny, strlen(tiny), "tiny.cfg"), DP_OK);
+    cr_assert_eq(dp_cfg_validate(cfg), DP_OK);
+    dp_train_options opt = DP_TRAIN_OPTIONS_INIT;
+    opt.bench_steps = 3;
+    dp_train_result res;
+    cr_assert_eq(dp_train_run(cfg, &opt, &res), DP_OK, "%s", dp_error_message());
+    cr_expect_gt(res.bench_train_img_per_s, 0);
+    cr_expect_gt(res.bench_eval_img_per_s, 0);
+    cr_expect_eq(res.steps, 8, "5 untimed + 3 timed steps");
+    dp_cfg_destroy(cfg);
+}
