@@ -121,25 +121,27 @@ size_t dp_metrics_json_number(char out[DP_METRICS_NUMBER_CAP], double v)
         memcpy(out, zero, n + 1);
         return n;
     }
-    int n = 0;
+    char text[DP_METRICS_NUMBER_CAP]; // formatted here, then copied: keeps GCC's format
+    int n = 0;                        // checks sure of the destination under sanitizers
     for (int prec = 1; prec <= 17; prec++) {
-        n = snprintf(out, DP_METRICS_NUMBER_CAP, "%.*g", prec, v);
-        if (strtod(out, NULL) == v) {
+        n = snprintf(text, sizeof text, "%.*g", prec, v);
+        if (strtod(text, NULL) == v) {
             break; // %.17g always reads back, so the loop ends here at the latest
         }
     }
     // %g writes 10 as "1e+01" when one digit suffices; integers below 1e17 read better whole
     // ("%.0f" is exact for them: the exponent form was chosen only because they are integral).
-    const char *e = strchr(out, 'e');
+    const char *e = strchr(text, 'e');
     if (e != NULL && e[1] == '+' && strtol(e + 2, NULL, 10) < 17) {
-        n = snprintf(out, DP_METRICS_NUMBER_CAP, "%.0f", v);
+        n = snprintf(text, sizeof text, "%.0f", v);
     }
     // A locale with a decimal comma (setlocale by the host program) must not leak into JSON.
-    for (char *c = out; *c != '\0'; c++) {
+    for (char *c = text; *c != '\0'; c++) {
         if (*c == ',') {
             *c = '.';
         }
     }
+    memcpy(out, text, (size_t)n + 1);
     return (size_t)n;
 }
 

@@ -56,9 +56,11 @@ enum { N_RECORDS = sizeof records / sizeof records[0] };
 
 static void hex(char *out, const void *data, size_t n)
 {
+    static const char digits[] = "0123456789abcdef";
     const unsigned char *p = data;
     for (size_t i = 0; i < n; i++) {
-        sprintf(out + 2 * i, "%02x", p[i]);
+        out[2 * i] = digits[p[i] >> 4];
+        out[2 * i + 1] = digits[p[i] & 15];
     }
     out[2 * n] = '\0';
 }
