@@ -1,6 +1,7 @@
 // main() of dptrain: parses the command line and calls the library. Exit status: 0 on
 // success, 1 on any error (printed once as "dptrain: error: ..."), 2 on wrong usage.
 #include <math.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,12 +25,15 @@ typedef struct options {
     int check;
     const char *out_dir;
     long bench_steps;
+    const char *resume;
+    const char *eval_only;
     const char *sets[MAX_SETS];
     int n_sets;
 } options;
 
 static const char usage_line[] =
-    "usage: dptrain [--check] CFG [--set section.key=value ...] [--out DIR] [--bench N]\n"
+    "usage: dptrain [--check] CFG [--set section.key=value ...] [--out DIR] [--resume CKPT]\n"
+    "               [--eval-only CKPT] [--bench N]\n"
     "       dptrain --help | --version\n";
 
 static void print_help(void)
@@ -44,12 +48,19 @@ static void print_help(void)
            "  --set section.key=value  override (or add) a key of the first section of that\n"
            "                           name; repeatable, e.g. --set net.learning_rate=0.05\n"
            "  --out DIR                output directory (default runs/<cfg name>-<UTC time>)\n"
+           "  --resume CKPT            continue the run saved in checkpoint CKPT (same cfg);\n"
+           "                           with the same threads the result is bitwise the same as\n"
+           "                           an uninterrupted run\n"
+           "  --eval-only CKPT         evaluate checkpoint CKPT on the test set\n"
            "  --bench N                time N training steps (after 5 untimed) and N\n"
            "                           evaluation batches on synthetic data of the cfg's input\n"
            "                           shape; prints RESULT train_img_per_s= and eval_img_per_s=\n"
            "  --version                version and build features (CUDA devices, NCCL, MPI,\n"
            "                           OpenBLAS core and threads, HDF5)\n"
            "  -h, --help               this text\n"
+           "\n"
+           "signals: SIGINT, SIGTERM or SIGUSR1 finish the current step, write a checkpoint and\n"
+           "exit 0 (a second SIGINT exits at once; checkpoints are written atomically)\n"
            "\n"
            "environment:\n"
            "  DP_LOG_LEVEL             error | warn | info | debug (default info)\n"
@@ -191,6 +202,15 @@ static int parse_args(options *opt, int argc, char **argv)
                 return usage_error("option --out needs a directory%s", "");
             }
             opt->out_dir = argv[++i];
+        } else if (strcmp(a, "--resume") == 0 || strcmp(a, "--eval-only") == 0) {
+            if (i + 1 >= argc) {
+                return usage_error("option %s needs a checkpoint file", a);
+            }
+            if (a[2] == 'r') {
+                opt->resume = argv[++i];
+            } else {
+                opt->eval_only = argv[++i];
+            }
         } else if (strcmp(a, "--bench") == 0) {
             char *end = NULL;
             opt->bench_steps = i + 1 < argc ? strtol(argv[++i], &end, 10) : 0;
@@ -245,6 +265,28 @@ static void print_progress(const dp_train_progress *p, void *vctx)
     fflush(stdout);
 }
 
+static volatile sig_atomic_t stop_flag;
+
+// First SIGINT/SIGTERM/SIGUSR1: stop after this step with a checkpoint. Second SIGINT: now.
+static void on_signal(int sig)
+{
+    if (stop_flag && sig == SIGINT) {
+        _exit(130);
+    }
+    stop_flag = 1;
+}
+
+static void install_signals(void)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_signal;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGUSR1, &sa, NULL);
+}
+
 static int run_train(const options *opt)
 {
     dp_cfg *cfg = NULL;
@@ -265,13 +307,29 @@ static int run_train(const options *opt)
     dp_train_options to = DP_TRAIN_OPTIONS_INIT;
     to.out_dir = opt->out_dir;
     to.bench_steps = opt->bench_steps;
+    to.resume = opt->resume;
+    to.eval_only = opt->eval_only;
+    to.stop = &stop_flag;
+    install_signals();
     to.progress = print_progress;
     to.progress_ctx = &ctx;
     dp_train_result res;
     dp_status st = dp_train_run(cfg, &to, &res);
     dp_cfg_destroy(cfg);
     if (st != DP_OK) {
-        return fail();
+        int rc = fail();
+        if (res.checkpoint[0] != '\0') {
+            fprintf(stderr, "dptrain: the last good checkpoint is %s\n", res.checkpoint);
+        }
+        return rc;
+    }
+    if (res.stopped) {
+        printf("%s at step %ld; %s%s\n", res.stop_reason, res.steps,
+               res.checkpoint[0] ? "checkpoint: " : "no checkpoint written",
+               res.checkpoint);
+    } else if (res.out_dir[0] != '\0') {
+        printf("outputs in %s%s%s\n", res.out_dir, res.checkpoint[0] ? "; last checkpoint: " : "",
+               res.checkpoint);
     }
     if (opt->bench_steps > 0) {
         printf("RESULT train_img_per_s=%.1f\n", res.bench_train_img_per_s);

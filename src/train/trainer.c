@@ -90,6 +90,7 @@ static dp_status read_settings(trainer *t)
     t->crop_pad = (int)crop_pad;
     t->flip = flip;
     t->synthetic = strcmp(source, "synthetic") == 0;
+    DP_TRY(dp__train_read_output_settings(t));
     if (batch % subdivisions != 0) {
         char where[256];
         return dp_error_set(DP_ERR_CFG, "%s: [net] subdivisions: %ld does not divide batch %ld",
@@ -324,9 +325,6 @@ static dp_status train_step(trainer *t, const dp_pipeline_batch *b)
 static void report(trainer *t, dp_train_event event, long epoch, long step_in_epoch,
                    const eval_result *ev)
 {
-    if (t->opt.progress == NULL) {
-        return;
-    }
     double now = dp_time_s();
     double span = now - t->win_start_s;
     dp_train_progress p;
@@ -352,7 +350,12 @@ static void report(trainer *t, dp_train_event event, long epoch, long step_in_ep
         p.test_top1 = ev->top1;
         p.test_top5 = ev->top5;
     }
-    t->opt.progress(&p, t->opt.progress_ctx);
+    if (t->opt.progress != NULL) {
+        t->opt.progress(&p, t->opt.progress_ctx);
+    }
+    if (dp__train_log(t, &p) != DP_OK) {
+        DP_LOG_WARN("%s", dp_error_message()); // a full disk must not stop training
+    }
     t->win_start_s = now;
     t->win_wait_s = t->win_loss = t->win_correct = 0;
     t->win_samples = t->win_steps = 0;
@@ -393,12 +396,44 @@ static void report_start(trainer *t)
     t->opt.progress(&p, t->opt.progress_ctx);
 }
 
+// Whether ev improves on the best so far (by min_delta), and so counts as the best checkpoint.
+static int improves(trainer *t, const eval_result *ev)
+{
+    double v = t->monitor_loss ? ev->loss : ev->top1;
+    if (!isfinite(v)) {
+        return 0;
+    }
+    int better = isnan(t->best) ||
+                 (t->monitor_loss ? v < t->best - t->min_delta : v > t->best + t->min_delta);
+    if (better) {
+        t->best = v;
+        t->bad_epochs = 0;
+    } else {
+        t->bad_epochs++;
+    }
+    return better;
+}
+
+static int stop_requested(const trainer *t)
+{
+    return t->opt.stop != NULL && *t->opt.stop != 0;
+}
+
 static dp_status train_loop(trainer *t, dp_train_result *res)
 {
     eval_result ev = {NAN, NAN, NAN, 0};
     t->run_start_s = t->win_start_s = dp_time_s();
-    for (long epoch = 0; epoch < t->epochs && t->step < t->total_steps; epoch++) {
-        long in_epoch = 0;
+    long first_epoch = 0, first_in_epoch = 0;
+    if (t->resumed) {
+        first_epoch = t->resume_state.epoch;
+        first_in_epoch = t->resume_state.next_batch;
+        if (first_in_epoch >= t->steps_per_epoch) {
+            first_epoch++;
+            first_in_epoch = 0;
+        }
+    }
+    for (long epoch = first_epoch; epoch < t->epochs && t->step < t->total_steps; epoch++) {
+        long in_epoch = epoch == first_epoch ? first_in_epoch : 0;
         while (in_epoch < t->steps_per_epoch && t->step < t->total_steps) {
             const dp_pipeline_batch *b;
             double w0 = dp_time_s();
@@ -410,24 +445,60 @@ static dp_status train_loop(trainer *t, dp_train_result *res)
             dp_pipeline_release(t->train_pipe, b);
             DP_TRY(st);
             in_epoch++;
+            res->steps = t->step;
+            if (stop_requested(t)) {
+                res->stopped = 1;
+                snprintf(res->stop_reason, sizeof res->stop_reason, "stopped by a signal");
+                return dp__train_save_checkpoint(t, 0);
+            }
+            if (t->checkpoint_every > 0 && t->step % t->checkpoint_every == 0) {
+                DP_TRY(dp__train_save_checkpoint(t, 0));
+            }
             if (t->log_every > 0 && t->step % t->log_every == 0 && in_epoch < t->steps_per_epoch &&
                 t->step < t->total_steps) {
                 report(t, DP_TRAIN_EVENT_STEP, epoch + 1, in_epoch, NULL);
             }
         }
         res->epochs = epoch + 1;
-        res->steps = t->step;
         int last = epoch + 1 == t->epochs || t->step >= t->total_steps;
         int do_eval = last || (t->eval_every > 0 && (epoch + 1) % t->eval_every == 0);
+        int best = 0;
         if (do_eval) {
             DP_TRY(evaluate(t, &ev));
             res->test_top1 = ev.top1;
             res->test_loss = ev.loss;
+            best = improves(t, &ev);
         }
         report(t, DP_TRAIN_EVENT_EPOCH, epoch + 1, in_epoch, do_eval ? &ev : NULL);
+        if (t->checkpoint_every == 0 || last || best) {
+            DP_TRY(dp__train_save_checkpoint(t, best));
+        }
+        if (t->patience > 0 && t->bad_epochs >= t->patience) {
+            res->stopped = 1;
+            snprintf(res->stop_reason, sizeof res->stop_reason,
+                     "early stopping: no improvement of %s for %ld evaluations",
+                     t->monitor_loss ? "test_loss" : "test_top1", t->bad_epochs);
+            break;
+        }
+        if (stop_requested(t)) {
+            res->stopped = 1;
+            snprintf(res->stop_reason, sizeof res->stop_reason, "stopped by a signal");
+            break;
+        }
     }
-    res->wall_s = dp_time_s() - t->run_start_s;
-    res->train_img_per_s = res->wall_s > 0 ? (double)t->samples_total / res->wall_s : 0;
+    return DP_OK;
+}
+
+static dp_status eval_only(trainer *t, dp_train_result *res)
+{
+    DP_TRY(dp__train_load_checkpoint(t, t->opt.eval_only, 0));
+    eval_result ev;
+    double start = dp_time_s();
+    DP_TRY(evaluate(t, &ev));
+    res->wall_s = dp_time_s() - start;
+    res->steps = t->step;
+    res->test_top1 = ev.top1;
+    res->test_loss = ev.loss;
     return DP_OK;
 }
 
@@ -487,6 +558,7 @@ out:
 
 static void destroy(trainer *t)
 {
+    dp__train_close_outputs(t);
     dp_pipeline_destroy(t->train_pipe);
     dp_dataset_destroy(t->train_ds);
     dp_dataset_destroy(t->test_ds);
@@ -509,14 +581,27 @@ dp_status dp_train_run(const dp_cfg *cfg, const dp_train_options *opt, dp_train_
     DP_TRY_GOTO(build_optimizer(&t), st, out);
     if (opt->bench_steps > 0) {
         DP_TRY_GOTO(bench(&t, res), st, out);
+    } else if (opt->eval_only != NULL) {
+        DP_TRY_GOTO(open_data(&t), st, out);
+        DP_TRY_GOTO(eval_only(&t, res), st, out);
     } else {
         DP_TRY_GOTO(open_data(&t), st, out);
-        DP_TRY_GOTO(start_pipeline(&t, &t.train_pipe, 0, NULL), st, out);
+        if (opt->resume != NULL) {
+            DP_TRY_GOTO(dp__train_load_checkpoint(&t, opt->resume, 1), st, out);
+        }
+        DP_TRY_GOTO(start_pipeline(&t, &t.train_pipe, 0, t.resumed ? &t.resume_state : NULL), st,
+                    out);
         DP_TRY_GOTO(plan_steps(&t), st, out);
+        DP_TRY_GOTO(dp__train_open_outputs(&t), st, out);
+        snprintf(res->out_dir, sizeof res->out_dir, "%s", t.out_dir);
         report_start(&t);
-        DP_TRY_GOTO(train_loop(&t, res), st, out);
+        st = train_loop(&t, res);
+        res->wall_s = dp_time_s() - t.run_start_s;
+        res->train_img_per_s = res->wall_s > 0 ? (double)t.samples_total / res->wall_s : 0;
+        DP_TRY_GOTO(st, st, out);
     }
 out:
+    snprintf(res->checkpoint, sizeof res->checkpoint, "%s", t.last_ckpt);
     if (t.net != NULL) {
         dp_train_sha256_hex(res->params_sha256, dp_net_params(t.net), dp_net_param_count(t.net));
     }

@@ -5,6 +5,7 @@
 #ifndef DP_TRAIN_TRAINER_H
 #define DP_TRAIN_TRAINER_H
 
+#include <signal.h>
 #include <stdint.h>
 
 #include "core/cfg.h"
@@ -39,11 +40,17 @@ typedef void (*dp_train_progress_fn)(const dp_train_progress *p, void *ctx);
 typedef struct dp_train_options {
     const char *out_dir;   // NULL: runs/<cfg name>-<UTC time>
     long bench_steps;      // > 0: --bench N (synthetic data, no output directory)
+    const char *resume;    // checkpoint to continue from, or NULL
+    const char *eval_only; // checkpoint to evaluate (no training), or NULL
+    // Set to non-zero (from a signal handler) to stop after the current step with a checkpoint.
+    volatile sig_atomic_t *stop;
     dp_train_progress_fn progress;
     void *progress_ctx;
 } dp_train_options;
 
-#define DP_TRAIN_OPTIONS_INIT {.out_dir = NULL, .bench_steps = 0, .progress = NULL}
+#define DP_TRAIN_OPTIONS_INIT                                                                      \
+    {.out_dir = NULL, .bench_steps = 0, .resume = NULL, .eval_only = NULL, .stop = NULL,           \
+     .progress = NULL, .progress_ctx = NULL}
 
 typedef struct dp_train_result {
     long epochs, steps;
@@ -54,6 +61,9 @@ typedef struct dp_train_result {
     // --bench only
     double bench_train_img_per_s, bench_eval_img_per_s;
     char out_dir[1024];
+    int stopped;               // 1: stopped early (signal, or early stopping)
+    char stop_reason[128];
+    char checkpoint[1100];     // the last checkpoint written ("" if none)
 } dp_train_result;
 
 // Trains the network of a validated cfg. Returns the first error of any part (data, layers,

@@ -6,7 +6,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "io/checkpoint.h"
 #include "io/dataset.h"
+#include "io/metrics.h"
+#include "io/tensorboard.h"
 #include "io/pipeline.h"
 #include "nn/net.h"
 #include "nn/optim.h"
@@ -40,6 +43,21 @@ typedef struct trainer {
     dp_pipeline_synthetic syn_train, syn_test;
     dp_pipeline *train_pipe;
 
+    // outputs
+    char out_dir[1024];
+    dp_metrics *metrics;
+    dp_tb *tb;
+    long checkpoint_every; // steps; 0: at the end of every epoch
+    int keep_checkpoints;
+    int monitor_loss;      // early stopping / best on test_loss (else test_top1)
+    long patience;         // epochs without improvement before stopping; 0: off
+    double min_delta;
+    double best;           // best monitored value so far (NaN: none)
+    long bad_epochs;
+    char last_ckpt[1100];
+    dp_sampler_state resume_state;
+    int resumed;
+
     // progress
     long step, steps_per_epoch, total_steps;
     double run_start_s;
@@ -48,5 +66,16 @@ typedef struct trainer {
     double wait_total_s;
     long samples_total;
 } trainer;
+
+// trainer_io.c: output directory, metrics.jsonl, TensorBoard, checkpoints.
+dp_status dp__train_read_output_settings(trainer *t);
+dp_status dp__train_open_outputs(trainer *t);
+void dp__train_close_outputs(trainer *t);
+dp_status dp__train_log(trainer *t, const dp_train_progress *p);
+// Writes ckpt-step<N>.h5 (and ckpt-best.h5 when best), keeps the newest keep_checkpoints.
+dp_status dp__train_save_checkpoint(trainer *t, int best);
+// Loads parameters, buffers, optimizer state, step and sampler state from path into the built
+// network and optimizer.
+dp_status dp__train_load_checkpoint(trainer *t, const char *path, int with_optimizer);
 
 #endif
