@@ -2,6 +2,7 @@
 // "dptrain: error: ..." line naming file:line and key, --help, --version, --check and --set.
 #include <criterion/criterion.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -174,4 +175,42 @@ Test(dptrain_cli, darknet_cfg_warns_once_about_ignored_keys)
     }
     cr_expect_eq(warnings, 1, "%s", r.err);
     cr_expect_not_null(strstr(r.err, "[net] max_crop"), "%s", r.err);
+}
+
+Test(dptrain_cli, sigint_finishes_the_step_writes_a_checkpoint_and_exits_0, .timeout = 60)
+{
+    const char *cfg = "dptrain_cli_signal.cfg";
+    write_text(cfg, "[net]\nbatch=16\nheight=8\nwidth=8\nchannels=1\nlearning_rate=0.05\n"
+                    "[data]\nsource=synthetic\nsamples=64\ntest_samples=16\n"
+                    "[train]\nepochs=1000000\nlog_every=100000\nthreads=1\n"
+                    "[convolutional]\nfilters=8\nsize=3\npad=1\nactivation=relu\n"
+                    "[connected]\noutput=4\nactivation=linear\n[softmax]\n");
+    char exe[1024], out_path[] = "/tmp/dptrain_sig_XXXXXX", dir[] = "/tmp/dptrain_sigdir_XXXXXX";
+    snprintf(exe, sizeof exe, "%s/dptrain", getenv("DP_BUILD_ROOT"));
+    int out_fd = mkstemp(out_path);
+    cr_assert(out_fd >= 0 && mkdtemp(dir) != NULL);
+    pid_t pid = fork();
+    cr_assert_neq(pid, -1);
+    if (pid == 0) {
+        dup2(out_fd, 1);
+        execl(exe, exe, cfg, "--out", dir, (char *)NULL);
+        _exit(127);
+    }
+    sleep(2);
+    cr_assert_eq(kill(pid, SIGINT), 0);
+    int wstatus;
+    cr_assert_eq(waitpid(pid, &wstatus, 0), pid);
+    cr_expect(WIFEXITED(wstatus) && WEXITSTATUS(wstatus) == 0, "status %d", wstatus);
+    close(out_fd);
+    read_file(out_path, r.out, sizeof r.out);
+    const char *line = strstr(r.out, "stopped by a signal at step ");
+    cr_assert_not_null(line, "%s", r.out);
+    const char *ck = strstr(line, "checkpoint: ");
+    cr_assert_not_null(ck, "%s", line);
+    char path[512];
+    cr_assert_eq(sscanf(ck + strlen("checkpoint: "), "%511s", path), 1);
+    cr_expect_eq(access(path, R_OK), 0, "checkpoint %s", path);
+    cr_expect_not_null(strstr(r.out, "\nfinal: epochs="), "%s", r.out);
+    unlink(out_path);
+    remove(cfg);
 }

@@ -167,3 +167,131 @@ Test(trainer, bench_reports_both_rates, .timeout = 60)
     cr_expect_eq(res.steps, 8, "5 untimed + 3 timed steps");
     dp_cfg_destroy(cfg);
 }
+
+// --- outputs, checkpoints, resume ---
+
+static dp_status run_opts(const char *text, const char **sets, int n_sets, dp_train_options *opt,
+                          dp_train_result *res)
+{
+    dp_log_set_level(DP_LOG_LEVEL_ERROR);
+    dp_cfg *cfg = NULL;
+    cr_assert_eq(dp_cfg_parse(&cfg, text, strlen(text), "tiny.cfg"), DP_OK);
+    for (int i = 0; i < n_sets; i++) {
+        cr_assert_eq(dp_cfg_set(cfg, sets[i]), DP_OK, "%s", dp_error_message());
+    }
+    cr_assert_eq(dp_cfg_validate(cfg), DP_OK, "%s", dp_error_message());
+    dp_status st = dp_train_run(cfg, opt, res);
+    dp_cfg_destroy(cfg);
+    return st;
+}
+
+static void temp_dir(char *path, size_t size)
+{
+    snprintf(path, size, "/tmp/dptrain_run_XXXXXX");
+    cr_assert_not_null(mkdtemp(path));
+}
+
+Test(trainer, resume_mid_epoch_is_bitwise_the_uninterrupted_run, .timeout = 120)
+{
+    // Augmentation (random crop, flip) and momentum are on, so data order, augmentation keys,
+    // optimizer state and batch-norm statistics all have to be restored exactly.
+    const char *sets[] = {"train.epochs=6", "train.checkpoint_every=3", "train.keep_checkpoints=50",
+                          "data.crop_pad=1", "data.flip=1"};
+    char dir[64], dir2[64], ckpt[256];
+    temp_dir(dir, sizeof dir);
+    temp_dir(dir2, sizeof dir2);
+    dp_train_options opt = DP_TRAIN_OPTIONS_INIT;
+    opt.out_dir = dir;
+    dp_train_result full, resumed;
+    cr_assert_eq(run_opts(tiny, sets, 5, &opt, &full), DP_OK, "%s", dp_error_message());
+    cr_expect_eq(full.steps, 24);
+    snprintf(ckpt, sizeof ckpt, "%s/ckpt-step9.h5", dir); // step 9: epoch 3, batch 1 of 4
+    cr_assert_eq(access(ckpt, R_OK), 0, "no %s", ckpt);
+    opt.out_dir = dir2;
+    opt.resume = ckpt;
+    cr_assert_eq(run_opts(tiny, sets, 5, &opt, &resumed), DP_OK, "%s", dp_error_message());
+    cr_expect_eq(resumed.steps, 24);
+    cr_expect_str_eq(resumed.params_sha256, full.params_sha256,
+                     "resumed at step 9: params_sha256 differs from the uninterrupted run");
+    snprintf(ckpt, sizeof ckpt, "%s/metrics.jsonl", dir);
+    cr_expect_eq(access(ckpt, R_OK), 0);
+    snprintf(ckpt, sizeof ckpt, "%s/ckpt-best.h5", dir);
+    cr_expect_eq(access(ckpt, R_OK), 0);
+    snprintf(ckpt, sizeof ckpt, "%s/resolved.cfg", dir);
+    cr_expect_eq(access(ckpt, R_OK), 0);
+}
+
+Test(trainer, bad_checkpoints_stop_the_run_before_it_starts, .timeout = 120)
+{
+    const char *sets[] = {"train.epochs=1"};
+    char dir[64], ckpt[256], bad[256];
+    temp_dir(dir, sizeof dir);
+    dp_train_options opt = DP_TRAIN_OPTIONS_INIT;
+    opt.out_dir = dir;
+    dp_train_result res;
+    cr_assert_eq(run_opts(tiny, sets, 1, &opt, &res), DP_OK, "%s", dp_error_message());
+    snprintf(ckpt, sizeof ckpt, "%s/ckpt-step4.h5", dir);
+
+    // Another cfg: 6 filters instead of 8.
+    const char *other[] = {"train.epochs=1", "conv.filters=6"};
+    opt.resume = ckpt;
+    cr_expect_eq(run_opts(tiny, other, 2, &opt, &res), DP_ERR_DATA);
+    cr_expect_not_null(strstr(dp_error_message(), "does not fit the network"), "%s",
+                       dp_error_message());
+    cr_expect_not_null(strstr(dp_error_message(), "[8, 1, 3, 3]"), "%s", dp_error_message());
+    cr_expect_eq(res.steps, 0, "no step ran");
+
+    // Truncated.
+    snprintf(bad, sizeof bad, "%s/truncated.h5", dir);
+    FILE *in = fopen(ckpt, "rb"), *out = fopen(bad, "wb");
+    cr_assert(in != NULL && out != NULL);
+    char buf[2048];
+    size_t n = fread(buf, 1, sizeof buf, in);
+    cr_assert_eq(fwrite(buf, 1, n, out), n);
+    fclose(in);
+    fclose(out);
+    opt.resume = bad;
+    cr_expect_neq(run_opts(tiny, sets, 1, &opt, &res), DP_OK);
+    cr_expect_not_null(strstr(dp_error_message(), "truncated.h5"), "%s", dp_error_message());
+
+    // Missing.
+    opt.resume = "/no/such/ckpt.h5";
+    cr_expect_eq(run_opts(tiny, sets, 1, &opt, &res), DP_ERR_IO);
+    cr_expect_not_null(strstr(dp_error_message(), "/no/such/ckpt.h5"), "%s", dp_error_message());
+}
+
+Test(trainer, eval_only_reproduces_the_final_evaluation, .timeout = 120)
+{
+    const char *sets[] = {"train.epochs=2"};
+    char dir[64], ckpt[256];
+    temp_dir(dir, sizeof dir);
+    dp_train_options opt = DP_TRAIN_OPTIONS_INIT;
+    opt.out_dir = dir;
+    dp_train_result trained, evaluated;
+    cr_assert_eq(run_opts(tiny, sets, 1, &opt, &trained), DP_OK, "%s", dp_error_message());
+    snprintf(ckpt, sizeof ckpt, "%s/ckpt-step8.h5", dir);
+    dp_train_options ev = DP_TRAIN_OPTIONS_INIT;
+    ev.eval_only = ckpt;
+    cr_assert_eq(run_opts(tiny, sets, 1, &ev, &evaluated), DP_OK, "%s", dp_error_message());
+    cr_expect_eq(evaluated.test_top1, trained.test_top1);
+    cr_expect_eq(evaluated.test_loss, trained.test_loss);
+    cr_expect_str_eq(evaluated.params_sha256, trained.params_sha256);
+}
+
+Test(trainer, early_stopping_keeps_the_best_checkpoint, .timeout = 120)
+{
+    // Random labels: the test loss only gets worse while the net memorizes, so with patience 2
+    // the run stops long before its 30 epochs.
+    const char *sets[] = {"train.eval_every=1", "train.patience=2", "train.monitor=test_loss"};
+    char dir[64], best[256];
+    temp_dir(dir, sizeof dir);
+    dp_train_options opt = DP_TRAIN_OPTIONS_INIT;
+    opt.out_dir = dir;
+    dp_train_result res;
+    cr_assert_eq(run_opts(tiny, sets, 3, &opt, &res), DP_OK, "%s", dp_error_message());
+    cr_expect_eq(res.stopped, 1);
+    cr_expect_lt(res.epochs, 30);
+    cr_expect_not_null(strstr(res.stop_reason, "early stopping"), "%s", res.stop_reason);
+    snprintf(best, sizeof best, "%s/ckpt-best.h5", dir);
+    cr_expect_eq(access(best, R_OK), 0);
+}
