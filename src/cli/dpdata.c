@@ -1,7 +1,7 @@
-// main() of dpdata, the dataset tool: converts public datasets to dptrain's HDF5 format, and
-// describes or verifies a dataset file. Parses arguments and calls src/io; nothing else.
-// Exit status: 0 on success, 1 on any error (printed once as "dpdata: error: ..."), 2 on wrong
-// usage.
+// main() of dpdata, the dataset tool: converts public datasets and image folders to dptrain's
+// HDF5 format, and describes or verifies a dataset file. Parses arguments and calls src/io;
+// nothing else. Exit status: 0 on success, 1 on any error (printed once as
+// "dpdata: error: ..."), 2 on wrong usage.
 #include <errno.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -20,6 +20,9 @@ enum { EXIT_USAGE = 2 };
 static const char usage_line[] =
     "usage: dpdata convert fashion-mnist|cifar10 [--src DIR] --out PREFIX [--chunk N] "
     "[--deflate L]\n"
+    "       dpdata convert folder --src DIR --out PREFIX --size HxW [--channels 1|3]\n"
+    "                             [--test-fraction F | --test-src DIR2] [--chunk N] "
+    "[--deflate L]\n"
     "       dpdata info FILE | dpdata verify FILE | dpdata --help | dpdata --version\n";
 
 static const char default_fmnist_src[] = "/usr/share/datasets/fashion-mnist";
@@ -36,7 +39,15 @@ static void print_help(void)
            "                         %s)\n"
            "  convert cifar10        data_batch_1..5.bin and test_batch.bin in --src\n"
            "                         (or in --src/cifar-10-batches-bin)\n"
-           "                         Both write PREFIX-train.h5 and PREFIX-test.h5 atomically,\n"
+           "  convert folder         an image-folder tree: --src holds one folder per class\n"
+           "                         (class names: folder names, byte-sorted), each holding\n"
+           "                         PNG or JPEG files; decoded (stb_image), converted to RGB\n"
+           "                         (or grayscale) and resized to --size (bilinear, antialiased\n"
+           "                         when shrinking; aspect ratio not kept). Test split: the\n"
+           "                         same tree under --test-src, or --test-fraction of each\n"
+           "                         class (default 0.1; the same images run after run).\n"
+           "                         Names starting with '.' are skipped.\n"
+           "                         All write PREFIX-train.h5 and PREFIX-test.h5 atomically,\n"
            "                         with mean/std of the training split stored in both.\n"
            "  info FILE              shape, classes and count per class, mean/std, chunking,\n"
            "                         compression\n"
@@ -49,6 +60,10 @@ static void print_help(void)
            "  --chunk N              records per HDF5 chunk (default %d)\n"
            "  --deflate L            deflate level 1..9 (default 0: uncompressed, fastest to\n"
            "                         read at random)\n"
+           "  --size HxW             folder: stored image size, 1..4096 each (required)\n"
+           "  --channels 1|3         folder: 3 RGB (default) or 1 grayscale\n"
+           "  --test-fraction F      folder: share of each class held out, 0 < F < 1\n"
+           "  --test-src DIR2        folder: the test split's tree (same class folders)\n"
            "\n"
            "  --version              version, HDF5 and zlib\n"
            "  -h, --help             this text\n"
@@ -96,6 +111,81 @@ static int parse_int(int64_t *out, const char *text, int64_t lo, int64_t hi)
     return 1;
 }
 
+// Parses "HxW" with both in [1, 4096].
+static int parse_size(int64_t *h, int64_t *w, const char *text)
+{
+    char *end = NULL;
+    errno = 0;
+    long long a = strtoll(text, &end, 10);
+    if (errno != 0 || end == text || *end != 'x') {
+        return 0;
+    }
+    const char *rest = end + 1;
+    long long b = strtoll(rest, &end, 10);
+    if (errno != 0 || end == rest || *end != '\0' || a < 1 || a > 4096 || b < 1 || b > 4096) {
+        return 0;
+    }
+    *h = a;
+    *w = b;
+    return 1;
+}
+
+// Parses a number strictly between 0 and 1.
+static int parse_fraction(double *out, const char *text)
+{
+    char *end = NULL;
+    errno = 0;
+    double v = strtod(text, &end);
+    if (errno != 0 || end == text || *end != '\0' || !(v > 0.0 && v < 1.0)) {
+        return 0;
+    }
+    *out = v;
+    return 1;
+}
+
+// The options only `convert folder` takes; returns -1 if opt is none of them, else 0 or the
+// usage error's exit status.
+static int folder_option(dp_convert_folder_config *f, int *fraction_given, const char *opt,
+                         const char *val)
+{
+    int64_t v = 0;
+    if (strcmp(opt, "--size") == 0) {
+        return parse_size(&f->h, &f->w, val)
+                   ? 0
+                   : usage_error("convert: --size: expected HxW, each 1..4096, got '%s'", val);
+    }
+    if (strcmp(opt, "--channels") == 0) {
+        if (!parse_int(&v, val, 1, 3) || v == 2) {
+            return usage_error("convert: --channels: expected 1 or 3, got '%s'", val);
+        }
+        f->channels = (int)v;
+        return 0;
+    }
+    if (strcmp(opt, "--test-fraction") == 0) {
+        *fraction_given = 1;
+        return parse_fraction(&f->test_fraction, val)
+                   ? 0
+                   : usage_error("convert: --test-fraction: expected 0 < F < 1, got '%s'", val);
+    }
+    if (strcmp(opt, "--test-src") == 0) {
+        f->test_src = val;
+        return 0;
+    }
+    return -1;
+}
+
+static void print_converted(const dp_convert_result *res)
+{
+    printf("wrote %s (%lld records) and %s (%lld records), %lldx%lldx%lld, %d classes\n",
+           res->train_path, (long long)res->n_train, res->test_path, (long long)res->n_test,
+           (long long)res->h, (long long)res->w, (long long)res->c, res->n_classes);
+    printf("mean/std of the training split:");
+    for (int64_t ch = 0; ch < res->c; ch++) {
+        printf(" %.4f/%.4f", (double)res->mean[ch], (double)res->std[ch]);
+    }
+    printf("\n");
+}
+
 static int cmd_convert(int argc, char **argv)
 {
     if (argc < 1) {
@@ -103,11 +193,15 @@ static int cmd_convert(int argc, char **argv)
     }
     const char *format = argv[0];
     int is_fmnist = strcmp(format, "fashion-mnist") == 0;
-    if (!is_fmnist && strcmp(format, "cifar10") != 0) {
-        return usage_error("convert: unknown format '%s' (fashion-mnist or cifar10)", format);
+    int is_folder = strcmp(format, "folder") == 0;
+    if (!is_fmnist && !is_folder && strcmp(format, "cifar10") != 0) {
+        return usage_error("convert: unknown format '%s' (fashion-mnist, cifar10 or folder)",
+                           format);
     }
     const char *src = is_fmnist ? default_fmnist_src : NULL, *out = NULL;
     dp_convert_config cfg = DP_CONVERT_CONFIG_INIT;
+    dp_convert_folder_config fcfg = DP_CONVERT_FOLDER_CONFIG_INIT;
+    int fraction_given = 0;
     for (int i = 1; i < argc; i++) {
         const char *opt = argv[i];
         if (i + 1 >= argc) {
@@ -115,6 +209,16 @@ static int cmd_convert(int argc, char **argv)
         }
         const char *val = argv[++i];
         int64_t v = 0;
+        int rc = folder_option(&fcfg, &fraction_given, opt, val);
+        if (rc > 0) {
+            return rc;
+        }
+        if (rc == 0 && !is_folder) {
+            return usage_error("convert: '%s' is an option of convert folder only", opt);
+        }
+        if (rc == 0) {
+            continue;
+        }
         if (strcmp(opt, "--src") == 0) {
             src = val;
         } else if (strcmp(opt, "--out") == 0) {
@@ -139,25 +243,29 @@ static int cmd_convert(int argc, char **argv)
     if (out == NULL) {
         return usage_error("convert %s: --out PREFIX is required", format);
     }
+    if (is_folder && fcfg.h == 0) {
+        return usage_error("convert folder: --size HxW is required%s", "");
+    }
+    if (fraction_given && fcfg.test_src != NULL) {
+        return usage_error("convert folder: --test-fraction and --test-src exclude each other%s",
+                           "");
+    }
     dp_convert_result *res = calloc(1, sizeof *res);
     if (res == NULL) {
         fprintf(stderr, "dpdata: error: out of memory\n");
         return 1;
     }
-    dp_status st = is_fmnist ? dp_convert_fashion_mnist(res, src, out, &cfg)
-                             : dp_convert_cifar10(res, src, out, &cfg);
+    dp_status st = is_folder   ? dp_convert_folder(res, src, out, &fcfg, &cfg)
+                   : is_fmnist ? dp_convert_fashion_mnist(res, src, out, &cfg)
+                               : dp_convert_cifar10(res, src, out, &cfg);
     if (st != DP_OK) {
         free(res);
         return fail();
     }
-    printf("wrote %s (%lld records) and %s (%lld records), %lldx%lldx%lld\n", res->train_path,
-           (long long)res->n_train, res->test_path, (long long)res->n_test, (long long)res->h,
-           (long long)res->w, (long long)res->c);
-    printf("mean/std of the training split:");
-    for (int64_t ch = 0; ch < res->c; ch++) {
-        printf(" %.4f/%.4f", (double)res->mean[ch], (double)res->std[ch]);
+    print_converted(res);
+    if (is_folder && fcfg.test_src == NULL) {
+        printf("test split: %g of each class, held out of %s\n", fcfg.test_fraction, src);
     }
-    printf("\n");
     free(res);
     return 0;
 }

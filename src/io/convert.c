@@ -1,7 +1,8 @@
-// Converters: Fashion-MNIST (gzip IDX) and CIFAR-10 (binary batches) to dataset files. Each
-// source is a record reader behind one function pointer; write_split streams it into a .tmp
-// dataset file block by block, and commit() syncs and renames both splits at the end. No
-// augmentation or resizing happens here.
+// Converters: Fashion-MNIST (gzip IDX) and CIFAR-10 (binary batches) to dataset files, and the
+// machinery every converter shares (convert_internal.h). Each source is a record reader behind
+// one function pointer; write_split streams it into a .tmp dataset file block by block, and
+// commit() syncs and renames both splits at the end. No augmentation or resizing happens here
+// (the image-folder converter, convert_folder.c, resizes).
 #include "io/convert.h"
 
 #include <errno.h>
@@ -13,9 +14,11 @@
 #include <unistd.h>
 
 #include "core/error.h"
+#include "io/convert_internal.h"
 #include "io/idx.h"
 
-enum { BLOCK_RECORDS = 1024, PATH_BYTES = 4096, N_CLASSES = 10 };
+enum { BLOCK_RECORDS = 1024, PATH_BYTES = DP_CONVERT_PATH_BYTES, N_CLASSES = 10 };
+enum { BLOCK_BYTES = 64 << 20 }; // at most this much per block, whatever the image size
 
 static const char *const fmnist_classes[N_CLASSES] = {
     "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
@@ -26,23 +29,11 @@ static const char *const cifar10_classes[N_CLASSES] = {
     "airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck",
 };
 
-// Fills images (count, H, W, C) HWC and labels (count) with the next count records.
-typedef dp_status (*read_fn)(void *ctx, uint8_t *images, int32_t *labels, int64_t count);
-
-typedef struct split_spec {
-    const char *path; // the .tmp file to write
-    int64_t n, h, w, c;
-    const char *const *classes;
-    const char *source;
-    read_fn read;
-    void *ctx;
-} split_spec;
-
 // --- writing a split and committing both ---
 
 // Streams sp into a dataset file. compute == 0: mean/std (c values each) are inputs, stored
 // as given; compute == 1: they are computed from this split, stored and returned in mean/std.
-static dp_status write_split(const split_spec *sp, const dp_convert_config *cfg, int compute,
+static dp_status write_split(const dp__convert_split *sp, const dp_convert_config *cfg, int compute,
                              float *mean, float *std)
 {
     dp_dataset_config dc = DP_DATASET_CONFIG_INIT;
@@ -50,25 +41,27 @@ static dp_status write_split(const split_spec *sp, const dp_convert_config *cfg,
     dc.h = sp->h;
     dc.w = sp->w;
     dc.c = sp->c;
-    dc.n_classes = N_CLASSES;
+    dc.n_classes = sp->n_classes;
     dc.class_names = sp->classes;
     dc.source = sp->source;
     dc.chunk_records = cfg->chunk_records;
     dc.deflate_level = cfg->deflate_level;
     dp_dataset *ds = NULL;
     int64_t rec = sp->h * sp->w * sp->c;
-    uint8_t *images = malloc((size_t)(BLOCK_RECORDS * rec));
-    int32_t *labels = malloc(BLOCK_RECORDS * sizeof *labels);
+    int64_t block = rec * BLOCK_RECORDS <= BLOCK_BYTES ? BLOCK_RECORDS : BLOCK_BYTES / rec;
+    block = block < 1 ? 1 : block;
+    uint8_t *images = malloc((size_t)(block * rec));
+    int32_t *labels = malloc((size_t)block * sizeof *labels);
     dp_status st = DP_OK;
     if (images == NULL || labels == NULL) {
-        st = dp_error_set(DP_ERR_NOMEM, "cannot allocate %d records", BLOCK_RECORDS);
+        st = dp_error_set(DP_ERR_NOMEM, "cannot allocate %lld records", (long long)block);
         goto out;
     }
     DP_TRY_GOTO(dp_dataset_create(&ds, sp->path, &dc), st, out);
     dp_dataset_stats stats;
     dp_dataset_stats_init(&stats, sp->c);
     for (int64_t done = 0; done < sp->n;) {
-        int64_t count = sp->n - done < BLOCK_RECORDS ? sp->n - done : BLOCK_RECORDS;
+        int64_t count = sp->n - done < block ? sp->n - done : block;
         DP_TRY_GOTO(sp->read(sp->ctx, images, labels, count), st, out);
         if (compute) {
             dp_dataset_stats_add(&stats, images, count * sp->h * sp->w);
@@ -152,7 +145,7 @@ static dp_status output_paths(dp_convert_result *r, char *train_tmp, char *test_
     return DP_OK;
 }
 
-static dp_status check_config(const dp_convert_config *cfg)
+dp_status dp__convert_check_config(const dp_convert_config *cfg)
 {
     if (cfg->chunk_records < 0 || cfg->deflate_level < 0 || cfg->deflate_level > 9) {
         return dp_error_set(DP_ERR_ARG, "chunk records %lld must be >= 0, deflate level %d 0..9",
@@ -161,9 +154,8 @@ static dp_status check_config(const dp_convert_config *cfg)
     return DP_OK;
 }
 
-// Writes both splits to .tmp files and commits them; removes the .tmp files on failure.
-static dp_status convert_both(dp_convert_result *r, const char *prefix, split_spec *train,
-                              split_spec *test, const dp_convert_config *cfg)
+dp_status dp__convert_both(dp_convert_result *r, const char *prefix, dp__convert_split *train,
+                           dp__convert_split *test, const dp_convert_config *cfg)
 {
     char train_tmp[PATH_BYTES], test_tmp[PATH_BYTES];
     DP_TRY(output_paths(r, train_tmp, test_tmp, prefix));
@@ -175,6 +167,7 @@ static dp_status convert_both(dp_convert_result *r, const char *prefix, split_sp
     DP_TRY_GOTO(commit(r, train_tmp, test_tmp), st, fail);
     r->n_train = train->n;
     r->n_test = test->n;
+    r->n_classes = train->n_classes;
     r->h = train->h;
     r->w = train->w;
     r->c = train->c;
@@ -244,12 +237,13 @@ static dp_status idx_pair_open(idx_pair *p, const char *dir, const char *images_
     return DP_OK;
 }
 
-static void idx_pair_fill(split_spec *sp, idx_pair *p, const char *source)
+static void idx_pair_fill(dp__convert_split *sp, idx_pair *p, const char *source)
 {
     sp->n = dp_idx_dim(p->images, 0);
     sp->h = dp_idx_dim(p->images, 1);
     sp->w = dp_idx_dim(p->images, 2);
     sp->c = 1;
+    sp->n_classes = N_CLASSES;
     sp->classes = fmnist_classes;
     sp->source = source;
     sp->read = idx_pair_read;
@@ -259,7 +253,7 @@ static void idx_pair_fill(split_spec *sp, idx_pair *p, const char *source)
 dp_status dp_convert_fashion_mnist(dp_convert_result *out, const char *src_dir,
                                    const char *out_prefix, const dp_convert_config *cfg)
 {
-    DP_TRY(check_config(cfg));
+    DP_TRY(dp__convert_check_config(cfg));
     idx_pair *train = calloc(1, sizeof *train);
     idx_pair *test = calloc(1, sizeof *test);
     dp_status st = DP_OK;
@@ -282,10 +276,10 @@ dp_status dp_convert_fashion_mnist(dp_convert_result *out, const char *src_dir,
     }
     char source[PATH_BYTES + 64];
     snprintf(source, sizeof source, "Fashion-MNIST IDX files from %s", src_dir);
-    split_spec train_spec, test_spec;
+    dp__convert_split train_spec, test_spec;
     idx_pair_fill(&train_spec, train, source);
     idx_pair_fill(&test_spec, test, source);
-    st = convert_both(out, out_prefix, &train_spec, &test_spec, cfg);
+    st = dp__convert_both(out, out_prefix, &train_spec, &test_spec, cfg);
 out:
     if (train != NULL) {
         dp_idx_destroy(train->images);
@@ -408,11 +402,12 @@ static dp_status cifar_read(void *ctx, uint8_t *images, int32_t *labels, int64_t
     return DP_OK;
 }
 
-static void cifar_fill(split_spec *sp, cifar_files *cf, const char *source)
+static void cifar_fill(dp__convert_split *sp, cifar_files *cf, const char *source)
 {
     sp->n = cifar_total(cf);
     sp->h = sp->w = CIFAR_SIDE;
     sp->c = CIFAR_CH;
+    sp->n_classes = N_CLASSES;
     sp->classes = cifar10_classes;
     sp->source = source;
     sp->read = cifar_read;
@@ -439,7 +434,7 @@ static dp_status cifar_open(cifar_files *train, cifar_files *test, char *dir, co
 dp_status dp_convert_cifar10(dp_convert_result *out, const char *src_dir, const char *out_prefix,
                              const dp_convert_config *cfg)
 {
-    DP_TRY(check_config(cfg));
+    DP_TRY(dp__convert_check_config(cfg));
     cifar_files *train = calloc(1, sizeof *train);
     cifar_files *test = calloc(1, sizeof *test);
     char *dir = malloc(PATH_BYTES);
@@ -451,10 +446,10 @@ dp_status dp_convert_cifar10(dp_convert_result *out, const char *src_dir, const 
     DP_TRY_GOTO(cifar_open(train, test, dir, src_dir), st, out);
     char source[PATH_BYTES + 64];
     snprintf(source, sizeof source, "CIFAR-10 binary batches from %s", dir);
-    split_spec train_spec, test_spec;
+    dp__convert_split train_spec, test_spec;
     cifar_fill(&train_spec, train, source);
     cifar_fill(&test_spec, test, source);
-    st = convert_both(out, out_prefix, &train_spec, &test_spec, cfg);
+    st = dp__convert_both(out, out_prefix, &train_spec, &test_spec, cfg);
 out:
     if (train != NULL && train->fp != NULL) {
         fclose(train->fp);

@@ -1,12 +1,15 @@
 // The dpdata command as a user runs it: exit status 0/1/2, usage on wrong usage, one
-// "dpdata: error: ..." line naming the file on errors, info and verify output, convert cifar10.
+// "dpdata: error: ..." line naming the file on errors, info and verify output, convert cifar10
+// and convert folder.
 #include <criterion/criterion.h>
 #include <hdf5.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 
+#include "image_test_util.h"
 #include "io/dataset.h"
 #include "io_test_util.h"
 
@@ -76,6 +79,16 @@ Test(dpdata, wrong_usage_exits_2_with_usage_line)
         {"convert fashion-mnist --out x --bogus 1", "unknown option '--bogus'"},
         {"info", "expected one FILE"},
         {"verify a b", "expected one FILE"},
+        {"convert folder --out x --size 4x4", "--src DIR is required"},
+        {"convert folder --src /tmp --out x", "--size HxW is required"},
+        {"convert folder --src /tmp --out x --size 4", "--size: expected HxW"},
+        {"convert folder --src /tmp --out x --size 4x5000", "--size: expected HxW"},
+        {"convert folder --src /tmp --out x --size 4x4 --channels 2", "expected 1 or 3"},
+        {"convert folder --src /tmp --out x --size 4x4 --test-fraction 1", "expected 0 < F < 1"},
+        {"convert folder --src /tmp --out x --size 4x4 --test-fraction 0.2 --test-src /tmp",
+         "exclude each other"},
+        {"convert cifar10 --src /tmp --out x --size 4x4", "'--size' is an option of convert "
+                                                          "folder only"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         cr_expect_eq(dpdata(cases[i][0]), 2, "dpdata %s", cases[i][0]);
@@ -178,4 +191,57 @@ Test(dpdata, verify_reports_label_out_of_range)
     snprintf(args, sizeof args, "info '%s'", path);
     cr_expect_eq(dpdata(args), 1);
     expect_contains(err_text, "record 13");
+}
+
+// A tree dir/{bird, ant} of three PNG images each.
+static void write_folder_tree(const char *dir)
+{
+    cr_assert_eq(mkdir(dir, 0755), 0);
+    const char *classes[2] = {"bird", "ant"};
+    for (int c = 0; c < 2; c++) {
+        char path[700];
+        snprintf(path, sizeof path, "%s/%s", dir, classes[c]);
+        cr_assert_eq(mkdir(path, 0755), 0);
+        for (int i = 0; i < 3; i++) {
+            uint8_t px[10 * 12 * 3];
+            pattern_image(px, 10, 12, 3, c * 3 + i);
+            snprintf(path, sizeof path, "%s/%s/%d.png", dir, classes[c], i);
+            write_png(path, px, 10, 12, 3);
+        }
+    }
+}
+
+Test(dpdata, convert_folder_then_info)
+{
+    char src[512], args[1600];
+    snprintf(src, sizeof src, "%s", scratch_path("tree"));
+    write_folder_tree(src);
+    snprintf(args, sizeof args, "convert folder --src '%s' --out '%s' --size 8x6 --channels 1 "
+             "--test-fraction 0.34", src, scratch_path("f"));
+    cr_assert_eq(dpdata(args), 0, "%s", err_text);
+    expect_contains(out_text, "f-train.h5 (4 records)");
+    expect_contains(out_text, "f-test.h5 (2 records), 8x6x1, 2 classes");
+    expect_contains(out_text, "test split: 0.34 of each class");
+    snprintf(args, sizeof args, "info '%s'", scratch_path("f-test.h5"));
+    cr_assert_eq(dpdata(args), 0, "%s", err_text);
+    expect_contains(out_text, "shape:       8 x 6 x 1");
+    expect_contains(out_text, "     0  ant  ");
+    expect_contains(out_text, "     1  bird ");
+}
+
+Test(dpdata, convert_folder_with_a_corrupt_image_is_one_error_line_naming_it)
+{
+    char src[512], bad[700], args[1600];
+    snprintf(src, sizeof src, "%s", scratch_path("tree"));
+    write_folder_tree(src);
+    snprintf(bad, sizeof bad, "%s/bird/1.png", src);
+    uint8_t head[40];
+    write_bytes(bad, head, read_bytes(bad, head, sizeof head)); // only the first 40 bytes
+    snprintf(args, sizeof args, "convert folder --src '%s' --out '%s' --size 8x8 "
+             "--test-fraction 0.34", src, scratch_path("f"));
+    cr_expect_eq(dpdata(args), 1);
+    expect_contains(err_text, bad);
+    expect_contains(err_text, "cannot decode PNG image");
+    cr_expect_eq(count_of(err_text, "\n"), 1, "one line: %s", err_text);
+    cr_expect(!file_exists(scratch_path("f-train.h5")) && !file_exists(scratch_path("f-test.h5")));
 }
