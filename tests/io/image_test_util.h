@@ -1,5 +1,6 @@
 // Tiny PNG and JPEG files for the image and folder-converter tests, written with stb's writer
-// (libstb-dev, the library whose reader src/io/image.c uses): no downloads. Test code only.
+// (libstb-dev, the library whose reader src/io/image.c uses; image_writer.c): no downloads.
+// Test code only.
 #ifndef DP_TESTS_IO_IMAGE_TEST_UTIL_H
 #define DP_TESTS_IO_IMAGE_TEST_UTIL_H
 
@@ -7,9 +8,7 @@
 #include <stdint.h>
 #include <stdio.h>
 
-#define STB_IMAGE_WRITE_IMPLEMENTATION
-#define STB_IMAGE_WRITE_STATIC
-#include <stb/stb_image_write.h>
+#include "image_writer.h"
 
 // A deterministic h x w x c image: a smooth pattern plus a seeded wobble.
 static inline void pattern_image(uint8_t *px, int h, int w, int c, int seed)
@@ -28,13 +27,13 @@ static inline void pattern_image(uint8_t *px, int h, int w, int c, int seed)
 
 static inline void write_png(const char *path, const uint8_t *px, int h, int w, int c)
 {
-    cr_assert(stbi_write_png(path, w, h, c, px, w * c), "cannot write %s", path);
+    cr_assert(io_test_write_png(path, px, h, w, c), "cannot write %s", path);
 }
 
 static inline void write_jpeg(const char *path, const uint8_t *px, int h, int w, int c,
                               int quality)
 {
-    cr_assert(stbi_write_jpg(path, w, h, c, px, quality), "cannot write %s", path);
+    cr_assert(io_test_write_jpeg(path, px, h, w, c, quality), "cannot write %s", path);
 }
 
 // Writes size bytes of data to path.
