@@ -60,6 +60,8 @@ struct dp_step {
     uint64_t seed;        // run seed (keys dropout masks)
     int64_t first_sample; // global index of sample 0 of this micro-batch
     const int32_t *labels; // (n) class indices, host
+    const int32_t *labels_b; // (n) second labels of mixed samples (mixup/cutmix), or NULL
+    const float *mix_lambda; // (n) weight of labels; 1 - weight of labels_b; NULL with labels_b
     float loss_scale;     // dL/dlogit factor: 1 / global batch, so summed gradients average
     float *scratch[2];    // two shared host buffers of scratch_floats each
     size_t scratch_floats;

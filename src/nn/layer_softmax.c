@@ -55,6 +55,34 @@ static size_t softmax_state_bytes(const dp_layer *l, int n)
     return (size_t)n * (size_t)dp_shape_count(&l->out_shape) * sizeof(float); // dlogits
 }
 
+// Mixed targets: loss_i = lambda_i xent(a_i) + (1 - lambda_i) xent(b_i), whose gradient is the
+// same mix of the two gradients. top1/top5 count against the first labels.
+static dp_status mixed_loss(dp_layer *l, const dp_step *s, const dp_xent_params *xp)
+{
+    softmax_priv *p = l->priv;
+    size_t classes = (size_t)xp->classes, n = (size_t)s->n;
+    DP_ASSERT(2 * n <= s->scratch_floats && n * classes <= s->scratch_floats);
+    float *da = l->state, *db = s->scratch[0], *loss_a = s->scratch[1], *loss_b = loss_a + n;
+    dp_status st = dp_cpu_softmax_xent(da, loss_a, &p->stats, l->x[0], s->labels, xp);
+    if (st == DP_OK) {
+        st = dp_cpu_softmax_xent(db, loss_b, NULL, l->x[0], s->labels_b, xp);
+    }
+    if (st != DP_OK) {
+        return dp_layer_error(l, st, "%s", dp_error_message());
+    }
+    double sum = 0;
+    for (size_t i = 0; i < n; i++) {
+        float lam = s->mix_lambda[i];
+        sum += (double)lam * loss_a[i] + (1.0 - (double)lam) * loss_b[i];
+        for (size_t j = 0; j < classes; j++) {
+            da[i * classes + j] = lam * da[i * classes + j] + (1.0f - lam) * db[i * classes + j];
+        }
+    }
+    p->stats.loss_sum = sum;
+    p->n = s->n;
+    return DP_OK;
+}
+
 // y = softmax(x); with labels also the loss, the metrics and (training) dlogits, saved for
 // backward.
 static dp_status softmax_forward(dp_layer *l, const dp_step *s)
@@ -68,6 +96,9 @@ static dp_status softmax_forward(dp_layer *l, const dp_step *s)
         return DP_OK;
     }
     dp_xent_params xp = {s->n, classes, (float)p->label_smoothing, s->loss_scale};
+    if (s->labels_b != NULL && s->train) {
+        return mixed_loss(l, s, &xp);
+    }
     dp_status st = dp_cpu_softmax_xent(s->train ? l->state : NULL, NULL, &p->stats, l->x[0],
                                        s->labels, &xp);
     if (st != DP_OK) {

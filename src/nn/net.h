@@ -72,6 +72,10 @@ typedef struct dp_net_run {
     uint64_t seed;         // run seed (keys dropout)
     int64_t first_sample;  // global index of the first sample of this micro-batch
     const int32_t *labels; // (batch) class indices
+    // Mixed samples (mixup, cutmix): loss_i = lambda_i xent(labels_i) + (1 - lambda_i)
+    // xent(labels_b_i). NULL when the batch is not mixed.
+    const int32_t *labels_b;
+    const float *mix_lambda;
     float loss_scale;      // dL/dlogits factor: 1 / global batch
 } dp_net_run;
 

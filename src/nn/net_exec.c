@@ -177,6 +177,8 @@ static dp_step make_step(dp_net *net, const dp_net_run *run)
     s.seed = run->seed;
     s.first_sample = run->first_sample;
     s.labels = run->labels;
+    s.labels_b = run->labels_b;
+    s.mix_lambda = run->mix_lambda;
     s.loss_scale = run->loss_scale;
     s.scratch[0] = net->scratch[0];
     s.scratch[1] = net->scratch[1];

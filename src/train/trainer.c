@@ -66,6 +66,7 @@ static dp_status read_settings(trainer *t)
         DP_TRY(dp_cfg_get_int(train, "eval_every", 1, &eval_every));
         DP_TRY(dp_cfg_get_float(train, "label_smoothing", 0.0, &smoothing));
         DP_TRY(dp_cfg_get_str(train, "init", "default", &init));
+        DP_TRY(dp_cfg_get_bool(train, "weight_decay_norm", 0, &t->decay_norm));
     }
     t->epochs = epochs;
     t->seed = (uint64_t)seed;
@@ -75,17 +76,30 @@ static dp_status read_settings(trainer *t)
     t->init = init;
     long cores = sysconf(_SC_NPROCESSORS_ONLN);
     t->threads = threads > 0 ? (int)threads : (int)(cores > 0 ? cores : 1);
-    long workers = 1, prefetch = 4, crop_pad = 0;
+    long workers = 0, prefetch = 4, crop_pad = 0, cutout = 0;
+    double mixup = 0, cutmix = 0, mix_prob = 1;
     int flip = 0;
     const char *source = "hdf5";
     if (data != NULL) {
-        DP_TRY(dp_cfg_get_int(data, "workers", 1, &workers));
+        DP_TRY(dp_cfg_get_int(data, "workers", 0, &workers));
+        DP_TRY(dp_cfg_get_int(data, "cutout", 0, &cutout));
+        DP_TRY(dp_cfg_get_float(data, "mixup", 0.0, &mixup));
+        DP_TRY(dp_cfg_get_float(data, "cutmix", 0.0, &cutmix));
+        DP_TRY(dp_cfg_get_float(data, "mix_prob", 1.0, &mix_prob));
         DP_TRY(dp_cfg_get_int(data, "prefetch", 4, &prefetch));
         DP_TRY(dp_cfg_get_int(data, "crop_pad", 0, &crop_pad));
         DP_TRY(dp_cfg_get_bool(data, "flip", 0, &flip));
         DP_TRY(dp_cfg_get_str(data, "source", "hdf5", &source));
     }
-    t->workers = workers > 0 ? (int)workers : 1;
+    t->cutout = (int)cutout;
+    t->mixup = (float)mixup;
+    t->cutmix = (float)cutmix;
+    t->mix_prob = (float)mix_prob;
+    if (workers > 0) {
+        t->workers = (int)workers;
+    } else {
+        DP_TRY(dp_pipeline_default_workers(&t->workers, 1));
+    }
     t->prefetch = prefetch < 2 ? 2 : (int)prefetch;
     t->crop_pad = (int)crop_pad;
     t->flip = flip;
@@ -148,6 +162,16 @@ static dp_status check_dataset(const trainer *t, const dp_dataset *ds, const cha
 static dp_status open_data(trainer *t)
 {
     const dp_cfg_section *data = dp_cfg_find(t->cfg, "data");
+    long classes = t->classes;
+    if (data != NULL) {
+        DP_TRY(dp_cfg_get_int(data, "classes", t->classes, &classes));
+    }
+    if (classes != t->classes) {
+        char where[256];
+        return dp_error_set(DP_ERR_SHAPE, "%s: [data] classes: %ld, but the network outputs %d",
+                            dp_cfg_where(data, "classes", where, sizeof where), classes,
+                            t->classes);
+    }
     if (t->synthetic) {
         long samples = t->global_batch * 8, test_samples = t->global_batch * 2;
         if (data != NULL) {
@@ -200,6 +224,10 @@ static dp_status start_pipeline(trainer *t, dp_pipeline **out, int eval,
     pc.n_buffers = t->prefetch;
     pc.crop_pad = eval ? 0 : t->crop_pad;
     pc.flip = eval ? 0 : t->flip;
+    pc.cutout = eval ? 0 : t->cutout;
+    pc.mixup_alpha = eval ? 0.0f : t->mixup;
+    pc.cutmix_alpha = eval ? 0.0f : t->cutmix;
+    pc.mix_prob = t->mix_prob;
     return dp_pipeline_create(out, &pc);
 }
 
@@ -294,6 +322,10 @@ static dp_status train_step(trainer *t, const dp_pipeline_batch *b)
         run.seed = t->seed;
         run.first_sample = b->index * t->global_batch + (int64_t)m * t->micro;
         run.labels = b->labels + (size_t)m * (size_t)t->micro;
+        if (b->labels_b != NULL) {
+            run.labels_b = b->labels_b + (size_t)m * (size_t)t->micro;
+            run.mix_lambda = b->mix_lambda + (size_t)m * (size_t)t->micro;
+        }
         run.loss_scale = 1.0f / (float)t->global_batch;
         const float *x = b->images + (size_t)m * (size_t)t->micro * t->in_count;
         DP_TRY(dp_net_forward(t->net, x, &run));
@@ -308,7 +340,7 @@ static dp_status train_step(trainer *t, const dp_pipeline_batch *b)
     }
     float lr = dp_schedule_lr(&t->schedule, t->step);
     dp_status st = dp_optim_step(t->optim, dp_net_params(t->net), dp_net_grads(t->net),
-                                 dp_net_decay_mask(t->net), lr);
+                                 t->decay_norm ? NULL : dp_net_decay_mask(t->net), lr);
     if (st == DP_ERR_DATA) {
         return non_finite_error(t, dp_error_message());
     }

@@ -29,8 +29,10 @@ typedef struct trainer {
     uint64_t seed;
     long log_every, eval_every;
     double label_smoothing;
+    int decay_norm; // [train] weight_decay_norm: decay biases and norm parameters too
     const char *init;
-    int threads, workers, prefetch, crop_pad, flip, synthetic;
+    int threads, workers, prefetch, crop_pad, flip, synthetic, cutout;
+    float mixup, cutmix, mix_prob;
 
     // parts
     dp_net *net;

@@ -91,13 +91,23 @@ static double loss_of(fixture *f, dp_net_run *run)
     return m.loss_sum * run->loss_scale;
 }
 
-static void check_gradients(const char *text)
+static void check_gradients_mixed(const char *text, int mixed)
 {
     fixture f;
     build(&f, text);
     dp_net_run run = DP_NET_RUN_INIT;
     run.train = 1;
     run.labels = f.labels;
+    int32_t labels_b[8];
+    float lambda[8];
+    if (mixed) {
+        for (int i = 0; i < f.n; i++) {
+            labels_b[i] = (f.labels[i] + 1 + i) % (int)dp_net_output_shape(f.net).dims[0];
+            lambda[i] = 0.2f + 0.15f * (float)i;
+        }
+        run.labels_b = labels_b;
+        run.mix_lambda = lambda;
+    }
     run.loss_scale = 1.0f / (float)f.n;
     run.seed = 5;
     run.step = 3;
@@ -128,6 +138,16 @@ static void check_gradients(const char *text)
     cr_expect_lt(worst, 3e-2, "max relative error %g at parameter %zu (of %zu)", worst, worst_i, n);
     free(grad);
     destroy(&f);
+}
+
+static void check_gradients(const char *text)
+{
+    check_gradients_mixed(text, 0);
+}
+
+Test(net_exec, mixed_targets_gradients_match_finite_differences)
+{
+    check_gradients_mixed(small_net, 1);
 }
 
 Test(net_exec, whole_net_gradients_match_finite_differences)

@@ -295,3 +295,17 @@ Test(trainer, early_stopping_keeps_the_best_checkpoint, .timeout = 120)
     snprintf(best, sizeof best, "%s/ckpt-best.h5", dir);
     cr_expect_eq(access(best, R_OK), 0);
 }
+
+Test(trainer, mixup_cutmix_and_cutout_train, .timeout = 120)
+{
+    const char *sets[] = {"train.epochs=3", "data.mixup=0.4", "data.cutmix=1.0", "data.cutout=2"};
+    dp_train_result a, b;
+    seen s = {0};
+    cr_assert_eq(run_text(tiny, sets, 4, &a, &s), DP_OK, "%s", dp_error_message());
+    cr_expect(isfinite(s.last_train_loss), "loss %g", s.last_train_loss);
+    cr_assert_eq(run_text(tiny, sets, 4, &b, &s), DP_OK, "%s", dp_error_message());
+    cr_expect_str_eq(a.params_sha256, b.params_sha256, "mixing is keyed, so runs repeat");
+    const char *plain[] = {"train.epochs=3"};
+    cr_assert_eq(run_text(tiny, plain, 1, &b, &s), DP_OK, "%s", dp_error_message());
+    cr_expect_str_neq(a.params_sha256, b.params_sha256, "mixing changes training");
+}
