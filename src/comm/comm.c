@@ -87,6 +87,8 @@ static dp_status alloc_pool(dp_comm *c)
     return DP_OK;
 }
 
+#define LIBNBC_IALLREDUCE_VAR "OMPI_MCA_coll_libnbc_iallreduce_algorithm"
+
 static dp_status init_mpi(dp_comm *c)
 {
     int initialized = 0, finalized = 0, provided = MPI_THREAD_SINGLE, is_main = 0;
@@ -96,6 +98,15 @@ static dp_status init_mpi(dp_comm *c)
     }
     DP_MPI_TRY(MPI_Initialized(&initialized));
     if (!initialized) {
+        // Open MPI's libnbc runs every in-place MPI_Iallreduce, and any with fewer than 4 ranks,
+        // as a binomial reduce then broadcast of the whole buffer: 1.3-1.5x the time of
+        // MPI_Allreduce at 1-16 MiB (benchmarks/RESULTS.md). Its reduce-scatter + all-gather
+        // (algorithm 3, Rabenseifner; ring when count < ranks) matches MPI_Allreduce. A value
+        // set by the user wins; other MPI libraries ignore the variable.
+        if (setenv(LIBNBC_IALLREDUCE_VAR, "3", 0) != 0) {
+            DP_LOG_WARN("setenv %s failed; MPI_Iallreduce keeps Open MPI's default algorithm",
+                        LIBNBC_IALLREDUCE_VAR);
+        }
         DP_MPI_TRY(MPI_Init_thread(NULL, NULL, MPI_THREAD_FUNNELED, &provided));
         c->owns_mpi = 1;
     } else {

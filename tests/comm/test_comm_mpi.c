@@ -18,7 +18,8 @@
 #include "core/timer.h"
 
 static int g_rank, g_size, n_failed_checks;
-static const char *g_skip; // set by a test that does not apply to this world size
+static int g_nbc_algorithm_was_set; // OMPI_MCA_coll_libnbc_iallreduce_algorithm before create
+static const char *g_skip;          // set by a test that does not apply to this world size
 
 #define CHECK(cond, ...) check_((cond) ? 1 : 0, #cond, __FILE__, __LINE__, __VA_ARGS__)
 
@@ -72,6 +73,10 @@ static void test_facts(dp_comm *c)
     CHECK(dp_comm_local_rank(c) == g_rank, "local rank %d", dp_comm_local_rank(c));
     CHECK(env_local != NULL && atoi(env_local) == dp_comm_local_rank(c), "env %s", env_local);
     CHECK(dp_comm_local_size(c) == g_size, "local size %d", dp_comm_local_size(c));
+    // dp_comm_create picked libnbc's reduce-scatter + all-gather for MPI_Iallreduce
+    const char *alg = getenv("OMPI_MCA_coll_libnbc_iallreduce_algorithm");
+    CHECK(g_nbc_algorithm_was_set || (alg != NULL && strcmp(alg, "3") == 0), "algorithm %s",
+          alg != NULL ? alg : "unset");
 }
 
 static void test_allreduce_blocking(dp_comm *c)
@@ -445,6 +450,7 @@ int main(void)
         fprintf(stderr, "FAIL: MPI initialized before dp_comm_create\n");
         return 1;
     }
+    g_nbc_algorithm_was_set = getenv("OMPI_MCA_coll_libnbc_iallreduce_algorithm") != NULL;
     dp_comm *c = NULL;
     if (dp_comm_create(&c, NULL) != DP_OK) { // backend auto: mpirun's environment says mpi
         fprintf(stderr, "FAIL: dp_comm_create: %s\n", dp_error_message());
