@@ -76,14 +76,38 @@ static void default_out_dir(const trainer *t, char *out, size_t size)
     snprintf(out, size, "runs/%.*s-%s", (int)len, base, stamp);
 }
 
+// A fresh default directory: runs/<name>-<time>, or -2, -3, ... when two runs start within the
+// same second (mkdir is the atomic test).
+static dp_status make_fresh_dir(trainer *t)
+{
+    char base[1000];
+    default_out_dir(t, base, sizeof base);
+    DP_TRY(make_dirs("runs"));
+    for (int k = 1; k < 1000; k++) {
+        if (k == 1) {
+            snprintf(t->out_dir, sizeof t->out_dir, "%s", base);
+        } else {
+            snprintf(t->out_dir, sizeof t->out_dir, "%s-%d", base, k);
+        }
+        if (mkdir(t->out_dir, 0777) == 0) {
+            return DP_OK;
+        }
+        if (errno != EEXIST) {
+            return dp_error_set(DP_ERR_IO, "cannot create directory %s: %s", t->out_dir,
+                                strerror(errno));
+        }
+    }
+    return dp_error_set(DP_ERR_IO, "cannot create a fresh output directory %s-N", base);
+}
+
 dp_status dp__train_open_outputs(trainer *t)
 {
     if (t->opt.out_dir != NULL) {
         snprintf(t->out_dir, sizeof t->out_dir, "%s", t->opt.out_dir);
+        DP_TRY(make_dirs(t->out_dir));
     } else {
-        default_out_dir(t, t->out_dir, sizeof t->out_dir);
+        DP_TRY(make_fresh_dir(t));
     }
-    DP_TRY(make_dirs(t->out_dir));
     char path[1100];
     snprintf(path, sizeof path, "%s/resolved.cfg", t->out_dir);
     FILE *f = fopen(path, "w");

@@ -53,6 +53,9 @@ static dp_status run_text(const char *text, const char **sets, int n_sets, dp_tr
     dp_train_options opt = DP_TRAIN_OPTIONS_INIT;
     opt.progress = record;
     opt.progress_ctx = s;
+    char dir[] = "/tmp/dptrain_test_XXXXXX";
+    cr_assert_not_null(mkdtemp(dir));
+    opt.out_dir = dir;
     dp_status st = dp_train_run(cfg, &opt, res);
     dp_cfg_destroy(cfg);
     return st;
