@@ -163,6 +163,32 @@ DP_MUST_CHECK dp_status dp_comm_progress(dp_comm *c);
 DP_MUST_CHECK dp_status dp_comm_tree_sum_local(float *const *parts, int m, size_t count,
                                                float *out);
 
+// The same tree, streamed: for micro-batches whose gradients come one after another, holding
+// log2(m) + 1 buffers instead of m. Pushing parts 0..m-1 (m a power of two) and taking the result
+// gives bitwise what dp_comm_tree_sum_local gives over the same parts. Plain value; the caller
+// owns the level buffers (e.g. from its arena) and keeps them alive while it uses acc.
+typedef struct dp_comm_tree_acc {
+    float *const *levels; // n_levels buffers of count floats; levels[l] holds a pending subtree
+    int n_levels;         // up to 2^(n_levels - 1) parts
+    size_t count;
+    long pushed; // parts pushed since init
+} dp_comm_tree_acc;
+
+// Starts an empty tree over buffers of count floats. n_levels in 1..31 (m = 2^(n_levels-1) parts
+// at most). DP_ERR_ARG for a bad n_levels or a NULL buffer.
+DP_MUST_CHECK dp_status dp_comm_tree_acc_init(dp_comm_tree_acc *acc, float *const *levels,
+                                              int n_levels, size_t count);
+
+// Adds the next part (count floats, read only, not one of the levels; it may be reused once this
+// returns). Copies it
+// (even index) or adds it as the right operand of every subtree it completes. DP_ERR_ARG once
+// 2^(n_levels-1) parts have been pushed.
+DP_MUST_CHECK dp_status dp_comm_tree_acc_push(dp_comm_tree_acc *acc, const float *part);
+
+// Points *out at the tree sum (one of the level buffers). DP_ERR_ARG unless a power of two of
+// parts (>= 1) has been pushed: otherwise the tree is incomplete.
+DP_MUST_CHECK dp_status dp_comm_tree_acc_result(const dp_comm_tree_acc *acc, float **out);
+
 // In place, buf = T(buf of rank 0, ..., buf of rank P-1) on every rank, by recursive-halving
 // reduce-scatter (exchange distance 1, 2, 4, ...: rank r adds with r^1 first, so the pairs are
 // the tree's, lower rank on the left) and recursive-doubling all-gather (copies only), on MPI

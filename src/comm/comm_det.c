@@ -1,6 +1,7 @@
 // Deterministic reduction (DESIGN.md "Deterministic mode"): one fixed binary tree T over the
 // micro-batches of the global batch, whatever the number of ranks. Inside a rank,
-// dp_comm_tree_sum_local evaluates T over local partial buffers; across ranks,
+// dp_comm_tree_sum_local (or the streamed dp_comm_tree_acc) evaluates T over local partial
+// buffers; across ranks,
 // dp_comm_allreduce_sum_deterministic continues the same tree with recursive halving by
 // increasing distance (pairs (2k, 2k+1), then (4k, 4k+2), ...) and gathers the result back by
 // recursive doubling. The contract is in comm.h. Not here: non-power-of-two world sizes (a
@@ -66,6 +67,71 @@ dp_status dp_comm_tree_sum_local(float *const *parts, int m, size_t count, float
         size_t n = count - lo < TREE_CHUNK ? count - lo : TREE_CHUNK;
         tree_chunk(parts, m, lo, n, stack, out);
     }
+    return DP_OK;
+}
+
+// --- inside a rank, streamed ---
+
+dp_status dp_comm_tree_acc_init(dp_comm_tree_acc *acc, float *const *levels, int n_levels,
+                                size_t count)
+{
+    if (acc == NULL || levels == NULL || n_levels < 1 || n_levels > TREE_MAX_LEVELS) {
+        return dp_error_set(DP_ERR_ARG, "dp_comm_tree_acc_init: %d levels; expected 1..%d",
+                            n_levels, TREE_MAX_LEVELS);
+    }
+    for (int l = 0; l < n_levels; l++) {
+        if (levels[l] == NULL && count > 0) {
+            return dp_error_set(DP_ERR_ARG, "dp_comm_tree_acc_init: levels[%d] is NULL", l);
+        }
+    }
+    *acc = (dp_comm_tree_acc){.levels = levels, .n_levels = n_levels, .count = count};
+    return DP_OK;
+}
+
+dp_status dp_comm_tree_acc_push(dp_comm_tree_acc *acc, const float *part)
+{
+    long i = acc->pushed;
+    if (i >= 1L << (acc->n_levels - 1)) {
+        return dp_error_set(DP_ERR_ARG, "dp_comm_tree_acc_push: part %ld of a tree of %ld", i + 1,
+                            1L << (acc->n_levels - 1));
+    }
+    if (part == NULL && acc->count > 0) {
+        return dp_error_set(DP_ERR_ARG, "dp_comm_tree_acc_push: part is NULL");
+    }
+    size_t n = acc->count;
+    const float *right = part;
+    int level = 0;
+    // each trailing 1 bit of i: a pending left subtree at that level to close; the sum goes to
+    // the next level's slot if that is free (its bit is 0), else stays here to be carried on
+    for (; (i >> level) & 1; level++) {
+        float *left = acc->levels[level];
+        float *dst = ((i >> (level + 1)) & 1) ? left : acc->levels[level + 1];
+        for (size_t k = 0; k < n; k++) {
+            dst[k] = left[k] + right[k];
+        }
+        right = dst;
+    }
+    if (level == 0 && n > 0) {
+        memcpy(acc->levels[0], part, n * sizeof *part);
+    }
+    acc->pushed = i + 1;
+    return DP_OK;
+}
+
+dp_status dp_comm_tree_acc_result(const dp_comm_tree_acc *acc, float **out)
+{
+    long m = acc->pushed;
+    if (m < 1 || (m & (m - 1)) != 0) {
+        return dp_error_set(DP_ERR_ARG,
+                            "dp_comm_tree_acc_result: %ld parts pushed; the tree needs a power "
+                            "of two >= 1",
+                            m);
+    }
+    int top = 0;
+    while ((1L << top) < m) {
+        top++;
+    }
+    *out = acc->levels[top];
     return DP_OK;
 }
 

@@ -144,3 +144,62 @@ Test(tree, rejects_counts_that_are_not_powers_of_two)
     cr_expect_not_null(strstr(dp_error_message(), "parts[1]"), "%s", dp_error_message());
     cr_expect_eq(dp_comm_tree_sum_local(parts, 2, 2, NULL), DP_ERR_ARG);
 }
+
+Test(tree, streamed_equals_all_at_once_bitwise)
+{
+    size_t count = 1000;
+    for (int log_m = 0; log_m <= 6; log_m++) {
+        int m = 1 << log_m;
+        float **p = make_parts(m, count, 1000 + (uint64_t)m);
+        float *want = malloc(count * sizeof *want);
+        cr_assert_eq(dp_comm_tree_sum_local(p, m, count, want), DP_OK);
+        // one level more than needed: the tree must not depend on the capacity
+        int n_levels = log_m + 2;
+        float **levels = make_parts(n_levels, count, 0);
+        dp_comm_tree_acc acc;
+        cr_assert_eq(dp_comm_tree_acc_init(&acc, levels, n_levels, count), DP_OK);
+        float *scratch = malloc(count * sizeof *scratch);
+        for (int j = 0; j < m; j++) {
+            memcpy(scratch, p[j], count * sizeof *scratch); // the caller reuses one buffer
+            cr_assert_eq(dp_comm_tree_acc_push(&acc, scratch), DP_OK, "%s", dp_error_message());
+            memset(scratch, 0xff, count * sizeof *scratch);
+        }
+        float *got = NULL;
+        cr_assert_eq(dp_comm_tree_acc_result(&acc, &got), DP_OK, "%s", dp_error_message());
+        cr_expect_eq(memcmp(got, want, count * sizeof *got), 0, "m = %d", m);
+        free(scratch);
+        free(want);
+        free_parts(levels, n_levels);
+        free_parts(p, m);
+    }
+}
+
+Test(tree, streamed_refuses_incomplete_trees_and_overflow)
+{
+    float a[2] = {1, 2}, b[2] = {3, 4}, l0[2], l1[2];
+    float *levels[2] = {l0, l1};
+    dp_comm_tree_acc acc;
+    float *out = NULL;
+    cr_assert_eq(dp_comm_tree_acc_init(&acc, levels, 2, 2), DP_OK);
+    cr_expect_eq(dp_comm_tree_acc_result(&acc, &out), DP_ERR_ARG, "nothing pushed");
+    cr_assert_eq(dp_comm_tree_acc_push(&acc, a), DP_OK);
+    cr_assert_eq(dp_comm_tree_acc_result(&acc, &out), DP_OK);
+    cr_expect(out[0] == 1 && out[1] == 2);
+    cr_assert_eq(dp_comm_tree_acc_push(&acc, b), DP_OK);
+    cr_assert_eq(dp_comm_tree_acc_result(&acc, &out), DP_OK);
+    cr_expect(out[0] == 4 && out[1] == 6);
+    cr_expect_eq(dp_comm_tree_acc_push(&acc, a), DP_ERR_ARG, "two levels hold two parts");
+    cr_expect_not_null(strstr(dp_error_message(), "part 3 of a tree of 2"), "%s",
+                       dp_error_message());
+    cr_expect_eq(dp_comm_tree_acc_init(&acc, levels, 0, 2), DP_ERR_ARG);
+    cr_expect_eq(dp_comm_tree_acc_init(&acc, levels, 32, 2), DP_ERR_ARG);
+
+    float l2[2], c3[2] = {5, 6};
+    float *three[3] = {l0, l1, l2};
+    cr_assert_eq(dp_comm_tree_acc_init(&acc, three, 3, 2), DP_OK);
+    cr_assert_eq(dp_comm_tree_acc_push(&acc, a), DP_OK);
+    cr_assert_eq(dp_comm_tree_acc_push(&acc, b), DP_OK);
+    cr_assert_eq(dp_comm_tree_acc_push(&acc, c3), DP_OK);
+    cr_expect_eq(dp_comm_tree_acc_result(&acc, &out), DP_ERR_ARG, "3 parts: incomplete tree");
+    cr_expect_not_null(strstr(dp_error_message(), "power of two"), "%s", dp_error_message());
+}
