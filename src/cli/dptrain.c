@@ -323,6 +323,9 @@ static int run_train(const options *opt)
         }
         return rc;
     }
+    if (res.rank != 0) {
+        return 0; // rank 0 speaks for the job
+    }
     if (res.stopped) {
         printf("%s at step %ld; %s%s\n", res.stop_reason, res.steps,
                res.checkpoint[0] ? "checkpoint: " : "no checkpoint written",

@@ -39,6 +39,48 @@ void dp_train_sha256_hex(char out[65], const float *data, size_t n)
 
 // --- set-up ---
 
+// Global batch B over P ranks: B / P samples per rank, in micro-batches of [net] batch /
+// subdivisions / P, or of [train] micro_batch in deterministic mode (default 32, so that 1, 2
+// and 4 ranks all work with a batch of 128). Every split must be exact.
+static dp_status split_batch(trainer *t, const dp_cfg_section *net, const dp_cfg_section *train)
+{
+    char where[256];
+    long B = t->global_batch, P = t->world;
+    if (B % P != 0) {
+        return dp_error_set(DP_ERR_CFG,
+                            "%s: [net] batch: the global batch %ld does not divide over %ld ranks",
+                            dp_cfg_where(net, "batch", where, sizeof where), B, P);
+    }
+    long local = B / P, micro;
+    if (t->deterministic) {
+        micro = 32;
+        if (train != NULL) {
+            DP_TRY(dp_cfg_get_int(train, "micro_batch", 32, &micro));
+        }
+        if (local % micro != 0) {
+            return dp_error_set(DP_ERR_CFG,
+                                "%s: [train] micro_batch: %ld does not divide the %ld samples per "
+                                "rank (global batch %ld over %ld ranks)",
+                                train != NULL ? dp_cfg_where(train, "micro_batch", where,
+                                                             sizeof where)
+                                              : dp_cfg_path(t->cfg),
+                                micro, local, B, P);
+        }
+    } else {
+        if (local % t->subdivisions != 0) {
+            return dp_error_set(DP_ERR_CFG,
+                                "%s: [net] subdivisions: %d does not divide the %ld samples per "
+                                "rank (global batch %ld over %ld ranks)",
+                                dp_cfg_where(net, "subdivisions", where, sizeof where),
+                                t->subdivisions, local, B, P);
+        }
+        micro = local / t->subdivisions;
+    }
+    t->micro = (int)micro;
+    t->subdivisions = (int)(local / micro);
+    return DP_OK;
+}
+
 static dp_status read_settings(trainer *t)
 {
     const dp_cfg_section *net = dp_cfg_find(t->cfg, "net");
@@ -75,7 +117,12 @@ static dp_status read_settings(trainer *t)
     t->label_smoothing = smoothing;
     t->init = init;
     long cores = sysconf(_SC_NPROCESSORS_ONLN);
-    t->threads = threads > 0 ? (int)threads : (int)(cores > 0 ? cores : 1);
+    int local_ranks = t->comm != NULL ? dp_comm_local_size(t->comm) : 1;
+    long share = (cores > 0 ? cores : 1) / local_ranks;
+    t->threads = threads > 0 ? (int)threads : (int)(share > 0 ? share : 1);
+    if (t->deterministic) {
+        t->threads = 1; // one fixed partition of the arithmetic, whatever the ranks per node
+    }
     long workers = 0, prefetch = 4, crop_pad = 0, cutout = 0;
     double mixup = 0, cutmix = 0, mix_prob = 1;
     int flip = 0;
@@ -98,33 +145,31 @@ static dp_status read_settings(trainer *t)
     if (workers > 0) {
         t->workers = (int)workers;
     } else {
-        DP_TRY(dp_pipeline_default_workers(&t->workers, 1));
+        DP_TRY(dp_pipeline_default_workers(&t->workers, local_ranks));
     }
     t->prefetch = prefetch < 2 ? 2 : (int)prefetch;
     t->crop_pad = (int)crop_pad;
     t->flip = flip;
     t->synthetic = strcmp(source, "synthetic") == 0;
     DP_TRY(dp__train_read_output_settings(t));
-    if (batch % subdivisions != 0) {
-        char where[256];
-        return dp_error_set(DP_ERR_CFG, "%s: [net] subdivisions: %ld does not divide batch %ld",
-                            dp_cfg_where(net, "subdivisions", where, sizeof where), subdivisions,
-                            batch);
-    }
-    return DP_OK;
+    return split_batch(t, net, train);
 }
 
 static dp_status build_net(trainer *t)
 {
     dp_net_config nc = DP_NET_CONFIG_INIT;
-    nc.batch = (int)(t->global_batch / t->subdivisions);
+    nc.batch = t->micro;
     DP_TRY(dp_net_create(&t->net, t->cfg, &nc));
     DP_TRY(dp_net_alloc(t->net, 1));
     DP_TRY(dp_net_init_params(t->net, t->seed, t->init));
     if (t->label_smoothing > 0) {
         DP_TRY(dp_net_set_label_smoothing(t->net, t->label_smoothing));
     }
-    t->micro = dp_net_batch(t->net);
+    for (int i = 0; i < dp_net_layer_count(t->net); i++) {
+        if (strcmp(dp_net_layer(t->net, i)->ops->name, "softmax") == 0) {
+            t->loss_layer = i;
+        }
+    }
     dp_shape in = dp_net_input_shape(t->net), out = dp_net_output_shape(t->net);
     t->in_count = (size_t)dp_shape_count(&in);
     t->classes = (int)dp_shape_count(&out);
@@ -216,7 +261,9 @@ static dp_status start_pipeline(trainer *t, dp_pipeline **out, int eval,
         pc.dataset = NULL;
         pc.synthetic = eval ? t->syn_test : t->syn_train;
     }
-    pc.sampler.global_batch = eval ? t->micro : t->global_batch;
+    pc.sampler.global_batch = eval ? (int64_t)t->micro * t->world : t->global_batch;
+    pc.sampler.rank = t->rank;
+    pc.sampler.world_size = t->world;
     pc.sampler.seed = t->seed;
     pc.sampler.mode = eval ? DP_SAMPLER_EVAL : DP_SAMPLER_TRAIN;
     pc.resume = resume;
@@ -245,6 +292,7 @@ static dp_status evaluate(trainer *t, eval_result *out)
         out->loss = out->top1 = out->top5 = NAN;
         return DP_OK;
     }
+    DP_TRY(dp__train_dist_sync_buffers(t));
     dp_pipeline *pipe = NULL;
     DP_TRY(start_pipeline(t, &pipe, 1, NULL));
     dp_status st = DP_OK;
@@ -275,16 +323,23 @@ static dp_status evaluate(trainer *t, eval_result *out)
             goto done;
         }
     }
-    out->samples = n;
-    out->loss = n > 0 ? loss / (double)n : NAN;
-    out->top1 = n > 0 ? (double)top1 / (double)n : NAN;
-    out->top5 = n > 0 ? (double)top5 / (double)n : NAN;
+    double sums[4] = {loss, (double)top1, (double)top5, (double)n};
+    DP_TRY_GOTO(dp__train_dist_sum(t, sums, 4), st, done);
+    out->samples = (long)sums[3];
+    out->loss = sums[3] > 0 ? sums[0] / sums[3] : NAN;
+    out->top1 = sums[3] > 0 ? sums[1] / sums[3] : NAN;
+    out->top5 = sums[3] > 0 ? sums[2] / sums[3] : NAN;
 done:
     dp_pipeline_destroy(pipe);
     return st;
 }
 
 // --- the step ---
+
+static int stop_requested(const trainer *t)
+{
+    return t->opt.stop != NULL && *t->opt.stop != 0;
+}
 
 // Names the first layer (in backward order) whose parameter gradients are not finite.
 static dp_status non_finite_error(trainer *t, const char *what)
@@ -314,13 +369,16 @@ static dp_status train_step(trainer *t, const dp_pipeline_batch *b)
 {
     double loss = 0;
     long correct = 0;
+    dp_comm_set_step(t->comm, t->step);
+    dp__train_dist_step_begin(t);
     for (int m = 0; m < t->subdivisions; m++) {
         dp_net_run run = DP_NET_RUN_INIT;
         run.train = 1;
-        run.accumulate = m > 0;
+        run.accumulate = m > 0 && !t->deterministic;
         run.step = t->step;
         run.seed = t->seed;
-        run.first_sample = b->index * t->global_batch + (int64_t)m * t->micro;
+        run.first_sample = b->index * t->global_batch + (int64_t)t->rank * t->subdivisions *
+                                                            t->micro + (int64_t)m * t->micro;
         run.labels = b->labels + (size_t)m * (size_t)t->micro;
         if (b->labels_b != NULL) {
             run.labels_b = b->labels_b + (size_t)m * (size_t)t->micro;
@@ -329,13 +387,20 @@ static dp_status train_step(trainer *t, const dp_pipeline_batch *b)
         run.loss_scale = 1.0f / (float)t->global_batch;
         const float *x = b->images + (size_t)m * (size_t)t->micro * t->in_count;
         DP_TRY(dp_net_forward(t->net, x, &run));
-        DP_TRY(dp_net_backward(t->net, &run));
+        DP_TRY(dp__train_dist_backward(t, &run, m == t->subdivisions - 1));
+        dp__train_dist_micro_end(t, m);
         dp_net_metrics mt;
         DP_TRY(dp_net_metrics_get(t->net, &mt));
         loss += mt.loss_sum;
         correct += mt.top1;
     }
-    if (!isfinite(loss)) {
+    DP_TRY(dp__train_dist_finish_step(t));
+    // One small all-reduce: the global loss and accuracy for the reports, and whether any rank
+    // was asked to stop, so that every rank decides the same.
+    double sums[3] = {loss, (double)correct, stop_requested(t) ? 1.0 : 0.0};
+    DP_TRY(dp__train_dist_sum(t, sums, 3));
+    t->stop_now = sums[2] > 0;
+    if (!isfinite(sums[0])) {
         return non_finite_error(t, "the training loss is not finite");
     }
     float lr = dp_schedule_lr(&t->schedule, t->step);
@@ -345,8 +410,8 @@ static dp_status train_step(trainer *t, const dp_pipeline_batch *b)
         return non_finite_error(t, dp_error_message());
     }
     DP_TRY(st);
-    t->win_loss += loss;
-    t->win_correct += (double)correct;
+    t->win_loss += sums[0];
+    t->win_correct += sums[1];
     t->win_samples += t->global_batch;
     t->win_steps++;
     t->samples_total += t->global_batch;
@@ -382,10 +447,10 @@ static void report(trainer *t, dp_train_event event, long epoch, long step_in_ep
         p.test_top1 = ev->top1;
         p.test_top5 = ev->top5;
     }
-    if (t->opt.progress != NULL) {
+    if (t->opt.progress != NULL && t->rank == 0) {
         t->opt.progress(&p, t->opt.progress_ctx);
     }
-    if (dp__train_log(t, &p) != DP_OK) {
+    if (t->rank == 0 && dp__train_log(t, &p) != DP_OK) {
         DP_LOG_WARN("%s", dp_error_message()); // a full disk must not stop training
     }
     t->win_start_s = now;
@@ -407,16 +472,18 @@ static dp_status plan_steps(trainer *t)
 
 static void report_start(trainer *t)
 {
-    if (t->opt.progress == NULL) {
+    if (t->opt.progress == NULL || t->rank != 0) {
         return;
     }
     char msg[1024];
     snprintf(msg, sizeof msg,
-             "%s: %zu parameters, batch %ld (%d x %d), %ld steps/epoch x %ld epochs = %ld steps; "
-             "OpenBLAS %s x %d threads, %d data worker%s; data %s",
+             "%s: %zu parameters, batch %ld (%d x %d per rank), %ld steps/epoch x %ld epochs = %ld "
+             "steps; "
+             "%d rank%s%s; per rank OpenBLAS %s x %d threads, %d data worker%s; data %s",
              dp_cfg_path(t->cfg), dp_net_param_count(t->net), t->global_batch, t->subdivisions,
-             t->micro, t->steps_per_epoch, t->epochs, t->total_steps, dp_blas_corename(),
-             dp_blas_threads(), t->workers, t->workers == 1 ? "" : "s",
+             t->micro, t->steps_per_epoch, t->epochs, t->total_steps, t->world,
+             t->world == 1 ? "" : "s", t->deterministic ? " (deterministic)" : "",
+             dp_blas_corename(), dp_blas_threads(), t->workers, t->workers == 1 ? "" : "s",
              t->synthetic ? "synthetic" : t->train_path);
     dp_train_progress p;
     memset(&p, 0, sizeof p);
@@ -446,11 +513,6 @@ static int improves(trainer *t, const eval_result *ev)
     return better;
 }
 
-static int stop_requested(const trainer *t)
-{
-    return t->opt.stop != NULL && *t->opt.stop != 0;
-}
-
 static dp_status train_loop(trainer *t, dp_train_result *res)
 {
     eval_result ev = {NAN, NAN, NAN, 0};
@@ -478,7 +540,7 @@ static dp_status train_loop(trainer *t, dp_train_result *res)
             DP_TRY(st);
             in_epoch++;
             res->steps = t->step;
-            if (stop_requested(t)) {
+            if (t->stop_now) {
                 res->stopped = 1;
                 snprintf(res->stop_reason, sizeof res->stop_reason, "stopped by a signal");
                 return dp__train_save_checkpoint(t, 0);
@@ -512,7 +574,7 @@ static dp_status train_loop(trainer *t, dp_train_result *res)
                      t->monitor_loss ? "test_loss" : "test_top1", t->bad_epochs);
             break;
         }
-        if (stop_requested(t)) {
+        if (t->stop_now) {
             res->stopped = 1;
             snprintf(res->stop_reason, sizeof res->stop_reason, "stopped by a signal");
             break;
@@ -596,6 +658,32 @@ static void destroy(trainer *t)
     dp_dataset_destroy(t->test_ds);
     dp_optim_destroy(t->optim);
     dp_net_destroy(t->net);
+    dp__train_dist_stop(t);
+}
+
+static dp_status train(trainer *t, dp_train_result *res)
+{
+    DP_TRY(open_data(t));
+    if (t->opt.resume != NULL) {
+        DP_TRY(dp__train_load_checkpoint(t, t->opt.resume, 1));
+    }
+    DP_TRY(dp__train_dist_alloc_parts(t));
+    char *text = NULL;
+    DP_TRY(dp__train_cfg_text(t, &text));
+    dp_status st = dp__train_dist_sync_start(t, text);
+    free(text);
+    DP_TRY(st);
+    DP_TRY(start_pipeline(t, &t->train_pipe, 0, t->resumed ? &t->resume_state : NULL));
+    DP_TRY(plan_steps(t));
+    if (t->rank == 0) {
+        DP_TRY(dp__train_open_outputs(t));
+        snprintf(res->out_dir, sizeof res->out_dir, "%s", t->out_dir);
+    }
+    report_start(t);
+    st = train_loop(t, res);
+    res->wall_s = dp_time_s() - t->run_start_s;
+    res->train_img_per_s = res->wall_s > 0 ? (double)t->samples_total / res->wall_s : 0;
+    return st;
 }
 
 dp_status dp_train_run(const dp_cfg *cfg, const dp_train_options *opt, dp_train_result *res)
@@ -606,36 +694,33 @@ dp_status dp_train_run(const dp_cfg *cfg, const dp_train_options *opt, dp_train_
     memset(&t, 0, sizeof t);
     t.cfg = cfg;
     t.opt = *opt;
+    t.loss_layer = -1;
     dp_status st;
+    DP_TRY_GOTO(dp__train_dist_start(&t), st, out);
+    res->rank = t.rank;
+    res->world = t.world;
     DP_TRY_GOTO(read_settings(&t), st, out);
     dp_blas_set_threads(t.threads);
     DP_TRY_GOTO(build_net(&t), st, out);
     DP_TRY_GOTO(build_optimizer(&t), st, out);
     if (opt->bench_steps > 0) {
+        DP_TRY_GOTO(dp__train_dist_alloc_parts(&t), st, out);
         DP_TRY_GOTO(bench(&t, res), st, out);
     } else if (opt->eval_only != NULL) {
         DP_TRY_GOTO(open_data(&t), st, out);
         DP_TRY_GOTO(eval_only(&t, res), st, out);
     } else {
-        DP_TRY_GOTO(open_data(&t), st, out);
-        if (opt->resume != NULL) {
-            DP_TRY_GOTO(dp__train_load_checkpoint(&t, opt->resume, 1), st, out);
-        }
-        DP_TRY_GOTO(start_pipeline(&t, &t.train_pipe, 0, t.resumed ? &t.resume_state : NULL), st,
-                    out);
-        DP_TRY_GOTO(plan_steps(&t), st, out);
-        DP_TRY_GOTO(dp__train_open_outputs(&t), st, out);
-        snprintf(res->out_dir, sizeof res->out_dir, "%s", t.out_dir);
-        report_start(&t);
-        st = train_loop(&t, res);
-        res->wall_s = dp_time_s() - t.run_start_s;
-        res->train_img_per_s = res->wall_s > 0 ? (double)t.samples_total / res->wall_s : 0;
-        DP_TRY_GOTO(st, st, out);
+        DP_TRY_GOTO(train(&t, res), st, out);
     }
 out:
     snprintf(res->checkpoint, sizeof res->checkpoint, "%s", t.last_ckpt);
     if (t.net != NULL) {
         dp_train_sha256_hex(res->params_sha256, dp_net_params(t.net), dp_net_param_count(t.net));
+    }
+    if (st != DP_OK && t.world > 1) {
+        // The others would wait for this rank forever: end the whole job, saying why first.
+        DP_LOG_ERROR("step %ld: %s", t.step, dp_error_message());
+        dp_comm_abort(t.comm, 1);
     }
     destroy(&t);
     return st;

@@ -64,6 +64,7 @@ typedef struct dp_train_result {
     int stopped;               // 1: stopped early (signal, or early stopping)
     char stop_reason[128];
     char checkpoint[1100];     // the last checkpoint written ("" if none)
+    int rank, world;           // this process in the job (0 and 1 outside MPI)
 } dp_train_result;
 
 // Trains the network of a validated cfg. Returns the first error of any part (data, layers,

@@ -6,6 +6,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "comm/comm.h"
 #include "io/checkpoint.h"
 #include "io/dataset.h"
 #include "io/metrics.h"
@@ -15,6 +16,8 @@
 #include "nn/optim.h"
 #include "nn/schedule.h"
 #include "train/trainer.h"
+
+enum { DP_TRAIN_MAX_BUCKETS = 60 };
 
 typedef struct trainer {
     const dp_cfg *cfg;
@@ -33,6 +36,21 @@ typedef struct trainer {
     const char *init;
     int threads, workers, prefetch, crop_pad, flip, synthetic, cutout;
     float mixup, cutmix, mix_prob;
+
+    // data parallelism (trainer_dist.c)
+    dp_comm *comm;
+    int rank, world;
+    int deterministic;
+    size_t bucket_floats;  // all-reduce bucket size
+    size_t bucket_started; // gradient prefix whose all-reduce has started
+    dp_comm_request *requests[DP_TRAIN_MAX_BUCKETS];
+    int n_requests;
+    float **parts;   // deterministic: [subdivisions] micro-batch gradients
+    int n_parts;
+    float *bn_saved; // deterministic: batch-norm buffers at the start of the step
+    float *bn_parts; // deterministic: [subdivisions][n_buffers] their per-micro-batch updates
+    int loss_layer;
+    int stop_now; // every rank agreed to stop after this step (a signal reached one of them)
 
     // parts
     dp_net *net;
@@ -69,6 +87,18 @@ typedef struct trainer {
     long samples_total;
 } trainer;
 
+// trainer_dist.c: communicator, start-up checks, gradient and batch-norm synchronization.
+dp_status dp__train_dist_start(trainer *t);
+void dp__train_dist_stop(trainer *t);
+dp_status dp__train_dist_sync_start(trainer *t, const char *cfg_text);
+dp_status dp__train_dist_alloc_parts(trainer *t);
+void dp__train_dist_step_begin(trainer *t);
+void dp__train_dist_micro_end(trainer *t, int k);
+dp_status dp__train_dist_backward(trainer *t, const dp_net_run *run, int last_micro);
+dp_status dp__train_dist_finish_step(trainer *t);
+dp_status dp__train_dist_sync_buffers(trainer *t);
+dp_status dp__train_dist_sum(trainer *t, double *values, size_t n);
+
 // trainer_io.c: output directory, metrics.jsonl, TensorBoard, checkpoints.
 dp_status dp__train_read_output_settings(trainer *t);
 dp_status dp__train_open_outputs(trainer *t);
@@ -76,6 +106,8 @@ void dp__train_close_outputs(trainer *t);
 dp_status dp__train_log(trainer *t, const dp_train_progress *p);
 // Writes ckpt-step<N>.h5 (and ckpt-best.h5 when best), keeps the newest keep_checkpoints.
 dp_status dp__train_save_checkpoint(trainer *t, int best);
+// The resolved cfg (--set applied) as text, malloc'd.
+dp_status dp__train_cfg_text(const trainer *t, char **out);
 // Loads parameters, buffers, optimizer state, step and sampler state from path into the built
 // network and optimizer.
 dp_status dp__train_load_checkpoint(trainer *t, const char *path, int with_optimizer);

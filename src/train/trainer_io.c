@@ -201,8 +201,7 @@ static dp_status write_tensors(trainer *t, dp_ckpt_writer *w)
     return dp_ckpt_write_attr_i64(w, "/", "optimizer_steps", dp_optim_step_count(t->optim));
 }
 
-// The resolved cfg (--set applied) as text, malloc'd.
-static dp_status resolved_cfg_text(const trainer *t, char **out)
+dp_status dp__train_cfg_text(const trainer *t, char **out)
 {
     size_t len = 0;
     *out = NULL;
@@ -219,6 +218,10 @@ static dp_status resolved_cfg_text(const trainer *t, char **out)
 
 dp_status dp__train_save_checkpoint(trainer *t, int best)
 {
+    DP_TRY(dp__train_dist_sync_buffers(t)); // collective: every rank comes here
+    if (t->rank != 0) {
+        return DP_OK;
+    }
     char path[1100];
     DP_TRY(dp_ckpt_step_path(path, sizeof path, t->out_dir, ckpt_prefix, t->step));
     dp_ckpt_meta meta;
@@ -226,9 +229,9 @@ dp_status dp__train_save_checkpoint(trainer *t, int best)
     meta.step = t->step;
     dp_pipeline_get_state(t->train_pipe, &meta.sampler);
     meta.epoch = meta.sampler.epoch;
-    meta.world_size = 1;
+    meta.world_size = t->world;
     char *text = NULL;
-    DP_TRY(resolved_cfg_text(t, &text));
+    DP_TRY(dp__train_cfg_text(t, &text));
     dp_ckpt_writer *w = NULL;
     dp_status st;
     DP_TRY_GOTO(dp_ckpt_writer_open(&w, path), st, fail);
