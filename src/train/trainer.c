@@ -109,6 +109,7 @@ static dp_status read_settings(trainer *t)
         DP_TRY(dp_cfg_get_float(train, "label_smoothing", 0.0, &smoothing));
         DP_TRY(dp_cfg_get_str(train, "init", "default", &init));
         DP_TRY(dp_cfg_get_bool(train, "weight_decay_norm", 0, &t->decay_norm));
+        DP_TRY(dp_cfg_get_int(train, "replica_check_every", 0, &t->replica_check_every));
     }
     t->epochs = epochs;
     t->seed = (uint64_t)seed;
@@ -416,6 +417,11 @@ static dp_status train_step(trainer *t, const dp_pipeline_batch *b)
     t->win_steps++;
     t->samples_total += t->global_batch;
     t->step++;
+    if (t->replica_check_every > 0 && t->world > 1 && t->step % t->replica_check_every == 0) {
+        DP_TRY(dp_comm_check_equal(t->comm, dp_net_params(t->net),
+                                   dp_net_param_count(t->net) * sizeof(float),
+                                   "the replica's parameters (replica drift)"));
+    }
     return DP_OK;
 }
 

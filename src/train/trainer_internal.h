@@ -50,6 +50,7 @@ typedef struct trainer {
     float *bn_saved; // deterministic: batch-norm buffers at the start of the step
     float *bn_parts; // deterministic: [subdivisions][n_buffers] their per-micro-batch updates
     int loss_layer;
+    long replica_check_every; // steps between replica checksums (0: start-up only)
     int stop_now; // every rank agreed to stop after this step (a signal reached one of them)
 
     // parts
