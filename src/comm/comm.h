@@ -67,9 +67,12 @@ dp_comm_backend dp_comm_backend_detect(void);
 // mpi backend: calls MPI_Init_thread(MPI_THREAD_FUNNELED) if MPI is not initialized yet (only
 // the creating thread calls MPI; MULTIPLE would add locking to every call for nothing), then
 // duplicates MPI_COMM_WORLD (errors return, they do not abort) and finds the node-local rank
-// with MPI_Comm_split_type(MPI_COMM_TYPE_SHARED). Collective over the job for mpi. Sets the log
-// rank (dp_log_set_rank). Returns DP_ERR_ARG for a bad config, DP_ERR_MPI if MPI fails or was
-// already finalized, DP_ERR_NOMEM.
+// with MPI_Comm_split_type(MPI_COMM_TYPE_SHARED). Before initializing MPI it sets
+// OMPI_MCA_coll_libnbc_iallreduce_algorithm=3 unless already set (setenv, so call it before
+// starting threads): Open MPI's default for in-place MPI_Iallreduce is 1.3-3.5x slower than
+// MPI_Allreduce (benchmarks/RESULTS.md). Collective over the job for mpi. Sets the log rank
+// (dp_log_set_rank). Returns DP_ERR_ARG for a bad config or a call from a thread other than
+// MPI's main thread, DP_ERR_MPI if MPI fails or was already finalized, DP_ERR_NOMEM.
 DP_MUST_CHECK dp_status dp_comm_create(dp_comm **out, const dp_comm_config *cfg);
 
 // Releases the communicator; calls MPI_Finalize if dp_comm_create initialized MPI. Collective
