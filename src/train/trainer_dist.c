@@ -16,6 +16,7 @@
 
 #include "core/error.h"
 #include "core/log.h"
+#include "dp_config.h"
 #include "train/trainer_internal.h"
 
 dp_status dp__train_dist_start(trainer *t)
@@ -65,6 +66,9 @@ dp_status dp__train_dist_sync_start(trainer *t, const char *cfg_text)
     size_t np = dp_net_param_count(t->net), nb = dp_net_buffer_count(t->net);
     DP_TRY(dp_comm_bcast(t->comm, dp_net_params(t->net), np * sizeof(float), 0));
     DP_TRY(dp_comm_bcast(t->comm, dp_net_buffers(t->net), nb * sizeof(float), 0));
+    // The same binary everywhere: version and build time stamp.
+    static const char build_id[] = DP_VERSION " " __DATE__ " " __TIME__;
+    DP_TRY(dp_comm_check_equal(t->comm, build_id, sizeof build_id, "the dptrain build"));
     DP_TRY(dp_comm_check_equal(t->comm, cfg_text, strlen(cfg_text), "the cfg text"));
     return dp_comm_check_equal(t->comm, dp_net_params(t->net), np * sizeof(float),
                                "the replica's parameters");

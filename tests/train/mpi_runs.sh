@@ -8,7 +8,8 @@
 #      final checksum of every rank);
 #   4. a rank that is SIGKILLed: the job ends within 30 s, non-zero;
 #   5. a rank that stops responding (SIGSTOP): the watchdog ends the job within the collective
-#      timeout plus a few seconds, naming the step.
+#      timeout plus a few seconds, naming the step;
+#   6. default mode against one process within a stated tolerance; SIGUSR1 stop and resume.
 # usage: mpi_runs.sh BUILD_DIR
 set -u
 build=${1:?usage: mpi_runs.sh BUILD_DIR}
@@ -87,6 +88,42 @@ done
 mpirun -np 2 "$build/dptrain" "$work/net.cfg" --out "$work/plain" >"$work/plain.log" 2>&1
 grep -q '^final: epochs=3 steps=12 ' "$work/plain.log"
 check "default mode with 2 ranks trains to the end" $?
+
+# Default mode against one process: without batch norm only the order of the gradient sums
+# differs, so the losses agree closely (stated tolerance: 2e-3 absolute on the test loss).
+sed -e 's/^batch_normalize=1$/batch_normalize=0/' -e '/^\[dropout\]$/,/^probability/d' \
+  "$work/net.cfg" >"$work/nobn.cfg"
+mpirun -np 1 "$build/dptrain" "$work/nobn.cfg" --out "$work/nb1" >"$work/nb1.log" 2>&1
+mpirun -np 2 "$build/dptrain" "$work/nobn.cfg" --out "$work/nb2" >"$work/nb2.log" 2>&1
+l1=$(sed -n 's/^final: .*test_loss=\([0-9.]*\) .*/\1/p' "$work/nb1.log")
+l2=$(sed -n 's/^final: .*test_loss=\([0-9.]*\) .*/\1/p' "$work/nb2.log")
+echo "default mode, no batch norm: test loss np1 $l1 np2 $l2"
+awk -v a="$l1" -v b="$l2" 'BEGIN { d = a - b; if (d < 0) d = -d; exit !(a != "" && d <= 2e-3) }'
+check "default mode with 2 ranks within 2e-3 of one process" $?
+
+# SIGUSR1 to mpirun (forwarded to every rank): all stop after the same step, rank 0 writes the
+# checkpoint, exit 0; resuming it ends where the uninterrupted run ends.
+mpirun -np 2 "$build/dptrain" "$work/net.cfg" --out "$work/usr1" --set train.deterministic=1 \
+  --set train.epochs=400 >"$work/usr1.log" 2>&1 &
+mp=$!
+sleep 3
+kill -USR1 $mp
+wait $mp
+rc=$?
+ck=$(sed -n 's/^stopped by a signal at step [0-9]*; checkpoint: //p' "$work/usr1.log")
+echo "SIGUSR1: mpirun exit $rc, checkpoint ${ck:-none}"
+[ "$rc" -eq 0 ] && [ -n "$ck" ] && [ -f "$ck" ]
+check "SIGUSR1: every rank exits 0 after rank 0 wrote the checkpoint" $?
+if [ -n "$ck" ]; then
+  mpirun -np 2 "$build/dptrain" "$work/net.cfg" --out "$work/usr1b" --set train.deterministic=1 \
+    --set train.epochs=400 --resume "$ck" >"$work/usr1b.log" 2>&1 &
+  mp=$!
+  sleep 2
+  kill -USR1 $mp
+  wait $mp
+  grep -q '^stopped by a signal at step [0-9]*; checkpoint: ' "$work/usr1b.log"
+  check "the resumed run continues and stops again cleanly" $?
+fi
 
 long="--set train.epochs=1000000 --set train.collective_timeout=3"
 start=$(date +%s)
