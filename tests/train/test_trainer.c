@@ -312,3 +312,30 @@ Test(trainer, mixup_cutmix_and_cutout_train, .timeout = 120)
     cr_assert_eq(run_text(tiny, plain, 1, &b, &s), DP_OK, "%s", dp_error_message());
     cr_expect_str_neq(a.params_sha256, b.params_sha256, "mixing changes training");
 }
+
+Test(trainer, early_stopping_on_fmnist_cnn_with_a_tiny_patience, .timeout = 180)
+{
+    // configs/fmnist-cnn.cfg as shipped, on a small synthetic subset (random labels, so the test
+    // loss stops improving at once): patience 1 ends the run after two evaluations.
+    char path[1024], dir[64];
+    snprintf(path, sizeof path, "%s/configs/fmnist-cnn.cfg", getenv("DP_SOURCE_ROOT"));
+    temp_dir(dir, sizeof dir);
+    dp_log_set_level(DP_LOG_LEVEL_ERROR);
+    dp_cfg *cfg = NULL;
+    cr_assert_eq(dp_cfg_load(&cfg, path), DP_OK, "%s", dp_error_message());
+    const char *sets[] = {"data.source=synthetic", "data.samples=512", "data.test_samples=256",
+                          "train.epochs=20",       "train.patience=1", "train.eval_every=1",
+                          "train.monitor=test_loss", "net.learning_rate=0.01"};
+    for (size_t i = 0; i < sizeof sets / sizeof sets[0]; i++) {
+        cr_assert_eq(dp_cfg_set(cfg, sets[i]), DP_OK, "%s", dp_error_message());
+    }
+    cr_assert_eq(dp_cfg_validate(cfg), DP_OK, "%s", dp_error_message());
+    dp_train_options opt = DP_TRAIN_OPTIONS_INIT;
+    opt.out_dir = dir;
+    dp_train_result res;
+    cr_assert_eq(dp_train_run(cfg, &opt, &res), DP_OK, "%s", dp_error_message());
+    cr_expect_eq(res.stopped, 1);
+    cr_expect_lt(res.epochs, 20, "stopped after %ld epochs", res.epochs);
+    cr_expect_not_null(strstr(res.stop_reason, "early stopping"), "%s", res.stop_reason);
+    dp_cfg_destroy(cfg);
+}
