@@ -22,6 +22,7 @@
 #include "core/timer.h"
 
 enum { N_METHODS = 5, N_SIZES = 4, MAX_TRIALS = 15, N_BUCKETS = 4 };
+enum { METHOD_ASYNC = 2, METHOD_DET = 4 }; // indices in method_names
 
 static const char *const method_names[N_METHODS] = {"mpi", "blocking", "async", "async4",
                                                     "deterministic"};
@@ -135,12 +136,13 @@ int main(int argc, char **argv)
                 t[m][k] = trial(c, m, buf, count, calls[m]);
             }
         }
-        double t_mpi = 0;
+        double t_mpi = 0, med_of[N_METHODS] = {0};
         for (int m = 0; m < n_methods; m++) {
             qsort(t[m], (size_t)trials, sizeof(double), cmp_double);
             double med = t[m][trials / 2];
             double busbw = (double)sizes[s].bytes / med * 2.0 * (p - 1) / p * 1e-9;
             t_mpi = m == 0 ? med : t_mpi;
+            med_of[m] = med;
             if (rank == 0) {
                 printf("RESULT allreduce_%s_%s_us=%.1f\n", method_names[m], sizes[s].label,
                        med * 1e6);
@@ -151,6 +153,13 @@ int main(int argc, char **argv)
                        method_names[m], sizes[s].label, med * 1e6, t[m][0] * 1e6,
                        t[m][trials - 1] * 1e6, busbw, med / t_mpi);
             }
+        }
+        // The contract line at 1, 4 and 16 MiB: bus bandwidth of the path the trainer uses
+        // (async start + wait) and of the deterministic reduction, as fractions of MPI_Allreduce
+        // in the same launch.
+        if (rank == 0 && sizes[s].bytes >= (1u << 20) && n_methods == N_METHODS) {
+            printf("RESULT busbw_frac_of_mpi=%.3f det_frac_of_mpi=%.3f size=%s\n",
+                   t_mpi / med_of[METHOD_ASYNC], t_mpi / med_of[METHOD_DET], sizes[s].label);
         }
     }
     free(buf);
