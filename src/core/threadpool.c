@@ -1,21 +1,31 @@
-// Fork-join pool (see threadpool.h). A loop is published by bumping a generation counter; the
-// caller and the workers then claim task indices from one atomic counter, and the caller waits
-// until every worker has reported the loop done. Workers poll the generation for SPIN_NS after
-// their last loop, then sleep on a condition variable; the caller signals it only when someone
-// sleeps (both sides use sequentially consistent operations on gen and sleepers, so a sleeper
-// either sees the new generation or is counted before the caller looks).
+// Fork-join pool (see threadpool.h). The current loop is one 64-bit atomic word: generation
+// (16 bits), task count (24 bits) and next task to claim (24 bits). A thread claims a task with
+// a compare-and-swap that succeeds only while the word still names that loop, so a worker that
+// wakes late can never run a task of another loop, and having claimed one it knows the loop
+// cannot end before that task does: fn and ctx, read after the claim, are that loop's. The
+// caller counts finished tasks (not workers), so a worker that is not scheduled at all during
+// a short loop costs nothing. Idle workers poll the word (pausing, then yielding the CPU so
+// that they do not starve the threads with work when cores are oversubscribed) for SPIN_NS,
+// then sleep on a condition variable; the caller signals it only when someone sleeps (gen and
+// sleepers use sequentially consistent operations on both sides, so a sleeper either sees the
+// new loop or is counted before the caller looks).
 #include "core/threadpool.h"
 
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
 #include "core/error.h"
 
-enum { MAX_THREADS = 256 };
+enum { MAX_THREADS = 256, PAUSES_BEFORE_YIELD = 2000 };
 #define SPIN_NS 200000L // how long an idle worker polls before it sleeps (0.2 ms)
+#define TASK_BITS 24
+#define TASK_MASK (((uint64_t)1 << TASK_BITS) - 1)
+#define MAX_TASKS ((long)TASK_MASK)
 
 typedef struct worker {
     dp_threadpool *pool;
@@ -30,13 +40,11 @@ struct dp_threadpool {
     pthread_mutex_t mu;
     pthread_cond_t wake;
 
-    // --- the current loop: written by the caller before gen is bumped ---
+    // --- the current loop: fn and ctx are written by the caller before the word ---
     dp_threadpool_task_fn fn;
     void *ctx;
-    long n_tasks;
-    atomic_long next;   // next task index to claim
-    atomic_int pending; // workers that have not finished the current loop
-    atomic_uint gen;    // loop generation
+    _Atomic uint64_t word; // gen << 48 | n_tasks << 24 | next task
+    atomic_long done;      // tasks finished in the current loop
     atomic_int sleepers;
     atomic_int stop;
     atomic_int busy; // a loop is running (guards against concurrent callers)
@@ -60,38 +68,54 @@ static long now_ns(void)
     return (long)ts.tv_sec * 1000000000L + ts.tv_nsec;
 }
 
-static void run_tasks(dp_threadpool *pool, int thread)
+static unsigned gen_of(uint64_t w)
+{
+    return (unsigned)(w >> 48);
+}
+
+// Runs tasks of the loop named by generation gen until none is left to claim.
+static void run_tasks(dp_threadpool *pool, unsigned gen, int thread)
 {
     const dp_threadpool *outer = tls_inside;
     tls_inside = pool;
+    uint64_t w = atomic_load(&pool->word);
     for (;;) {
-        long task = atomic_fetch_add_explicit(&pool->next, 1, memory_order_relaxed);
-        if (task >= pool->n_tasks) {
+        uint64_t next = w & TASK_MASK, n = (w >> TASK_BITS) & TASK_MASK;
+        if (gen_of(w) != gen || next >= n) {
             break;
         }
-        pool->fn(pool->ctx, task, thread);
+        if (!atomic_compare_exchange_weak(&pool->word, &w, w + 1)) {
+            continue; // w holds the current word again
+        }
+        pool->fn(pool->ctx, (long)next, thread);
+        atomic_fetch_add_explicit(&pool->done, 1, memory_order_release);
+        w = atomic_load(&pool->word);
     }
     tls_inside = outer;
 }
 
-// Waits until gen differs from seen (or stop is set); returns the new generation.
+// Waits until the generation differs from seen (or stop is set); returns the new generation.
 static unsigned wait_for_loop(dp_threadpool *pool, unsigned seen)
 {
     long deadline = now_ns() + SPIN_NS;
     for (int i = 1;; i++) {
-        unsigned g = atomic_load(&pool->gen);
+        unsigned g = gen_of(atomic_load(&pool->word));
         if (g != seen || atomic_load(&pool->stop)) {
             return g;
         }
-        cpu_relax();
-        if ((i & 255) == 0 && now_ns() > deadline) {
+        if (i < PAUSES_BEFORE_YIELD) {
+            cpu_relax();
+        } else {
+            sched_yield();
+        }
+        if ((i & 63) == 0 && now_ns() > deadline) {
             break;
         }
     }
     pthread_mutex_lock(&pool->mu);
     atomic_fetch_add(&pool->sleepers, 1);
     unsigned g;
-    while ((g = atomic_load(&pool->gen)) == seen && !atomic_load(&pool->stop)) {
+    while ((g = gen_of(atomic_load(&pool->word))) == seen && !atomic_load(&pool->stop)) {
         pthread_cond_wait(&pool->wake, &pool->mu);
     }
     atomic_fetch_sub(&pool->sleepers, 1);
@@ -109,8 +133,7 @@ static void *worker_main(void *arg)
         if (atomic_load(&pool->stop)) {
             return NULL;
         }
-        run_tasks(pool, w->index);
-        atomic_fetch_sub_explicit(&pool->pending, 1, memory_order_release);
+        run_tasks(pool, seen, w->index);
     }
 }
 
@@ -138,9 +161,8 @@ dp_status dp_threadpool_create(dp_threadpool **out, int threads)
         return dp_error_set(DP_ERR_NOMEM, "threadpool: out of memory");
     }
     pool->threads = threads;
-    atomic_init(&pool->next, 0);
-    atomic_init(&pool->pending, 0);
-    atomic_init(&pool->gen, 0);
+    atomic_init(&pool->word, 0);
+    atomic_init(&pool->done, 0);
     atomic_init(&pool->sleepers, 0);
     atomic_init(&pool->stop, 0);
     atomic_init(&pool->busy, 0);
@@ -212,18 +234,22 @@ void dp_threadpool_for(dp_threadpool *pool, long n_tasks, dp_threadpool_task_fn 
         }
         return;
     }
+    DP_ASSERT(n_tasks <= MAX_TASKS);
     int concurrent_loops = atomic_exchange(&pool->busy, 1);
     DP_ASSERT(!concurrent_loops);
     pool->fn = fn;
     pool->ctx = ctx;
-    pool->n_tasks = n_tasks;
-    atomic_store_explicit(&pool->next, 0, memory_order_relaxed);
-    atomic_store_explicit(&pool->pending, pool->started, memory_order_relaxed);
-    atomic_fetch_add(&pool->gen, 1); // publishes the loop (sequentially consistent)
+    atomic_store_explicit(&pool->done, 0, memory_order_relaxed);
+    unsigned gen = (gen_of(atomic_load(&pool->word)) + 1) & 0xffffu;
+    atomic_store(&pool->word, (uint64_t)gen << 48 | (uint64_t)n_tasks << TASK_BITS);
     wake_all(pool);
-    run_tasks(pool, 0);
-    while (atomic_load_explicit(&pool->pending, memory_order_acquire) != 0) {
-        cpu_relax();
+    run_tasks(pool, gen, 0);
+    for (int i = 1; atomic_load_explicit(&pool->done, memory_order_acquire) != n_tasks; i++) {
+        if (i < PAUSES_BEFORE_YIELD) {
+            cpu_relax();
+        } else {
+            sched_yield(); // a worker with a task may be waiting for this CPU
+        }
     }
     atomic_store(&pool->busy, 0);
 }

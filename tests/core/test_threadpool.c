@@ -37,8 +37,8 @@ Test(threadpool, every_task_runs_once_for_any_size_and_count, .timeout = 60)
         for (int rep = 0; rep < 50; rep++) {
             for (size_t k = 0; k < sizeof counts / sizeof counts[0]; k++) {
                 long n = counts[k];
-                count_ctx c = {calloc((size_t)n + 1, sizeof(int)), calloc((size_t)n + 1, sizeof(int)),
-                               threads, 0};
+                count_ctx c = {calloc((size_t)n + 1, sizeof(int)),
+                               calloc((size_t)n + 1, sizeof(int)), threads, 0};
                 dp_threadpool_for(pool, n, count_task, &c);
                 for (long t = 0; t < n; t++) {
                     cr_assert_eq(c.hits[t], 1, "threads %d, %ld tasks: task %ld ran %d times",
