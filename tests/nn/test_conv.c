@@ -8,6 +8,7 @@
 
 #include "core/error.h"
 #include "grad_check.h"
+#include "nn/cpu/accum.h"
 #include "nn/cpu/conv.h"
 
 typedef struct conv_case {
@@ -241,5 +242,180 @@ Test(conv, small_workspace_and_unresolved_params_are_errors)
     cr_expect_not_null(strstr(dp_error_message(), "not resolved"), "%s", dp_error_message());
     cr_expect_eq(dp_cpu_conv_forward(f.y, NULL, f.w, f.b, &f.p, f.ws, f.ws_bytes), DP_ERR_ARG);
     cr_expect_not_null(strstr(dp_error_message(), "'x'"), "%s", dp_error_message());
+    fix_fini(&f);
+}
+
+// --- batch kernels on the thread pool ---
+
+// Shapes for the pool kernels: the cases above plus larger ones that take the direct kernels
+// with several tiles, channel counts that are not multiples of 4, 1x1 and unpadded windows,
+// small images grouped for the filter gradient, and more images than partial chunks.
+static const conv_case pool_cases[] = {
+    {"direct_3x3_c5_k6_13x13", CP(5, 5, 13, 13, 6, 3, 3, 1, 1, 1, 1, 1, 1, 1), 0},
+    {"direct_3x3_c16_k16_28x28", CP(3, 16, 28, 28, 16, 3, 3, 1, 1, 1, 1, 1, 1, 1), 0},
+    {"direct_3x3_c8_k12_7x7", CP(37, 8, 7, 7, 12, 3, 3, 1, 1, 1, 1, 1, 1, 1), 0},
+    {"direct_1x1_c7_k9", CP(3, 7, 9, 11, 9, 1, 1, 1, 1, 0, 0, 1, 1, 1), 1},
+    {"direct_5x3_pad21_dil", CP(2, 3, 12, 10, 5, 5, 3, 1, 1, 2, 1, 2, 1, 1), 1},
+    {"direct_1x28_stem", CP(4, 1, 28, 28, 16, 3, 3, 1, 1, 1, 1, 1, 1, 1), 0},
+    {"im2col_pad_too_large", CP(2, 3, 6, 6, 4, 3, 3, 1, 1, 3, 3, 1, 1, 1), 1},
+    {"im2col_3x3_s2_c16", CP(19, 16, 14, 14, 32, 3, 3, 2, 2, 1, 1, 1, 1, 1), 0},
+};
+enum { N_POOL_CASES = sizeof pool_cases / sizeof pool_cases[0] };
+
+typedef struct pool_out {
+    float *y, *dx, *dw, *db;
+} pool_out;
+
+// Runs both pool kernels on f with `threads` threads (0: NULL pool); dx/dw/db start from
+// `start` (accumulate) or garbage.
+static pool_out run_pool(conv_fix *f, int threads, unsigned accum, const float *start)
+{
+    const dp_conv_params *p = &f->p;
+    dp_threadpool *pool = NULL;
+    if (threads > 0) {
+        cr_assert_eq(dp_threadpool_create(&pool, threads), DP_OK);
+    }
+    size_t ws_bytes = dp_cpu_conv_pool_workspace_bytes(p, threads > 0 ? threads : 1);
+    void *ws = malloc(ws_bytes);
+    pool_out o = {malloc(f->ny * sizeof(float)), malloc(f->nx * sizeof(float)),
+                  malloc(f->nw * sizeof(float)), malloc((size_t)p->K * sizeof(float))};
+    cr_assert(ws && o.y && o.dx && o.dw && o.db);
+    memset(ws, 0xff, ws_bytes); // NaN garbage: every float read must be written first
+    if (start != NULL) {
+        memcpy(o.dx, start, f->nx * sizeof(float));
+        memcpy(o.dw, start + f->nx, f->nw * sizeof(float));
+        memcpy(o.db, start + f->nx + f->nw, (size_t)p->K * sizeof(float));
+    } else {
+        memset(o.dx, 0xff, f->nx * sizeof(float));
+        memset(o.dw, 0xff, f->nw * sizeof(float));
+        memset(o.db, 0xff, (size_t)p->K * sizeof(float));
+    }
+    cr_assert_eq(dp_cpu_conv_forward_pool(o.y, f->x, f->w, f->b, p, NULL, pool, ws, ws_bytes),
+                 DP_OK, "%s", dp_error_message());
+    cr_assert_eq(dp_cpu_conv_backward_pool(o.dx, o.dw, f->b != NULL ? o.db : NULL, f->dy, f->x,
+                                           f->w, p, NULL, accum, pool, ws, ws_bytes),
+                 DP_OK, "%s", dp_error_message());
+    free(ws);
+    dp_threadpool_destroy(pool);
+    return o;
+}
+
+static void pool_out_free(pool_out *o)
+{
+    free(o->y);
+    free(o->dx);
+    free(o->dw);
+    free(o->db);
+}
+
+static void expect_close(const char *name, const char *what, const float *got, const float *ref,
+                         size_t n)
+{
+    char label[96];
+    snprintf(label, sizeof label, "conv pool %s %s", name, what);
+    gc_err e = gc_compare_f(label, got, ref, n, 1e-2);
+    cr_expect_lt(e.max_rel, 1e-4, "%s: rel err %g at %zu (%g vs %g)", label, e.max_rel, e.index,
+                 e.got, e.expect);
+}
+
+// The pool kernels against the per-image reference kernels (which the tests above check
+// against direct loops and finite differences), for every case and 1-3 threads.
+static void check_pool_case(const conv_case *c)
+{
+    conv_fix f;
+    fix_init(&f, c);
+    const dp_conv_params *p = &f.p;
+    float *dx = malloc(f.nx * sizeof(float)), *dw = malloc(f.nw * sizeof(float));
+    float *db = malloc((size_t)p->K * sizeof(float));
+    cr_assert(dx && dw && db);
+    cr_assert_eq(dp_cpu_conv_forward(f.y, f.x, f.w, f.b, p, f.ws, f.ws_bytes), DP_OK);
+    cr_assert_eq(dp_cpu_conv_backward_data(dx, f.dy, f.w, p, 0, f.ws, f.ws_bytes), DP_OK);
+    cr_assert_eq(dp_cpu_conv_backward_filter(dw, db, f.dy, f.x, p, 0, f.ws, f.ws_bytes), DP_OK);
+    pool_out one = run_pool(&f, 0, DP_ACCUM_NONE, NULL);
+    expect_close(c->name, "y", one.y, f.y, f.ny);
+    expect_close(c->name, "dx", one.dx, dx, f.nx);
+    expect_close(c->name, "dw", one.dw, dw, f.nw);
+    if (f.b != NULL) {
+        expect_close(c->name, "db", one.db, db, (size_t)p->K);
+    }
+    for (int threads = 1; threads <= 3; threads++) {
+        pool_out o = run_pool(&f, threads, DP_ACCUM_NONE, NULL);
+        cr_expect(memcmp(o.y, one.y, f.ny * sizeof(float)) == 0, "%s y: %d threads", c->name,
+                  threads);
+        cr_expect(memcmp(o.dx, one.dx, f.nx * sizeof(float)) == 0, "%s dx: %d threads", c->name,
+                  threads);
+        cr_expect(memcmp(o.dw, one.dw, f.nw * sizeof(float)) == 0, "%s dw: %d threads", c->name,
+                  threads);
+        if (f.b != NULL) {
+            cr_expect(memcmp(o.db, one.db, (size_t)p->K * sizeof(float)) == 0,
+                      "%s db: %d threads", c->name, threads);
+        }
+        pool_out_free(&o);
+    }
+    // Accumulation: start + the gradients (dx and the parameters separately).
+    size_t total = f.nx + f.nw + (size_t)p->K;
+    float *start = malloc(total * sizeof(float)), *sum = malloc(total * sizeof(float));
+    cr_assert(start && sum);
+    gc_fill(start, total, -1.0f, 1.0f, 11);
+    const unsigned modes[] = {DP_ACCUM_DX, DP_ACCUM_DPARAMS, DP_ACCUM_ALL};
+    for (int m = 0; m < 3; m++) {
+        pool_out o = run_pool(&f, 2, modes[m], start);
+        int add_dx = (modes[m] & DP_ACCUM_DX) != 0, add_dp = (modes[m] & DP_ACCUM_DPARAMS) != 0;
+        for (size_t i = 0; i < f.nx; i++) {
+            sum[i] = add_dx ? start[i] + one.dx[i] : one.dx[i];
+        }
+        for (size_t i = 0; i < f.nw; i++) {
+            sum[f.nx + i] = add_dp ? start[f.nx + i] + one.dw[i] : one.dw[i];
+        }
+        for (int k = 0; k < p->K; k++) {
+            sum[f.nx + f.nw + k] = add_dp ? start[f.nx + f.nw + k] + one.db[k] : one.db[k];
+        }
+        expect_close(c->name, "accumulated dx", o.dx, sum, f.nx);
+        expect_close(c->name, "accumulated dw", o.dw, sum + f.nx, f.nw);
+        if (f.b != NULL) {
+            expect_close(c->name, "accumulated db", o.db, sum + f.nx + f.nw, (size_t)p->K);
+        }
+        pool_out_free(&o);
+    }
+    free(start);
+    free(sum);
+    pool_out_free(&one);
+    free(dx);
+    free(dw);
+    free(db);
+    fix_fini(&f);
+}
+
+Test(conv, pool_kernels_match_the_reference_and_repeat_bitwise_across_threads, .timeout = 120)
+{
+    for (int i = 0; i < N_CASES; i++) {
+        check_pool_case(&cases[i]);
+    }
+    for (int i = 0; i < N_POOL_CASES; i++) {
+        check_pool_case(&pool_cases[i]);
+    }
+}
+
+Test(conv, pool_kernels_reject_a_small_workspace)
+{
+    conv_fix f;
+    fix_init(&f, &pool_cases[0]);
+    size_t need = dp_cpu_conv_pool_workspace_bytes(&f.p, 1);
+    void *ws = malloc(need);
+    cr_assert_not_null(ws);
+    cr_expect_eq(dp_cpu_conv_forward_pool(f.y, f.x, f.w, NULL, &f.p, NULL, NULL, ws, need - 1),
+                 DP_ERR_ARG);
+    cr_expect_not_null(strstr(dp_error_message(), "workspace"), "%s", dp_error_message());
+    float *g = malloc((f.nx + f.nw) * sizeof(float));
+    cr_assert_not_null(g);
+    cr_expect_eq(dp_cpu_conv_backward_pool(g, g + f.nx, NULL, f.dy, f.x, f.w, &f.p, NULL, 0, NULL,
+                                           ws, need / 2),
+                 DP_ERR_ARG);
+    cr_expect_eq(dp_cpu_conv_backward_pool(g, NULL, NULL, f.dy, f.x, f.w, &f.p, NULL, 0, NULL, ws,
+                                           need),
+                 DP_ERR_ARG);
+    cr_expect_not_null(strstr(dp_error_message(), "'dw'"), "%s", dp_error_message());
+    free(g);
+    free(ws);
     fix_fini(&f);
 }

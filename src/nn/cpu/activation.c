@@ -278,6 +278,62 @@ dp_status dp_cpu_act_backward(float *dx, const float *dy, const float *x, const 
     return DP_OK;
 }
 
+// --- on the pool ---
+
+enum { ACT_BLOCK = 16384 }; // elements per task
+
+typedef struct act_job {
+    float *out;
+    const float *a, *b, *c; // forward: x; backward: dy, x, y
+    size_t n;
+    dp_act act;
+    float slope;
+    int backward;
+} act_job;
+
+static void act_task(void *arg, long t, int thread)
+{
+    (void)thread;
+    const act_job *j = arg;
+    size_t lo = (size_t)t * ACT_BLOCK, len = j->n - lo < ACT_BLOCK ? j->n - lo : ACT_BLOCK;
+    dp_status st;
+    if (j->backward) {
+        st = dp_cpu_act_backward(j->out + lo, j->a + lo, j->b != NULL ? j->b + lo : NULL,
+                                 j->c != NULL ? j->c + lo : NULL, len, j->act, j->slope);
+    } else {
+        st = dp_cpu_act_forward(j->out + lo, j->a + lo, len, j->act, j->slope);
+    }
+    DP_ASSERT(st == DP_OK);
+}
+
+dp_status dp_cpu_act_forward_pool(float *y, const float *x, size_t n, dp_act act, float slope,
+                                  dp_threadpool *pool)
+{
+    DP_TRY(check_act(act, slope, "activation forward"));
+    DP_CPU_NEED(y, "activation forward");
+    DP_CPU_NEED(x, "activation forward");
+    act_job j = {y, x, NULL, NULL, n, act, slope, 0};
+    dp_threadpool_for(pool, (long)((n + ACT_BLOCK - 1) / ACT_BLOCK), act_task, &j);
+    return DP_OK;
+}
+
+dp_status dp_cpu_act_backward_pool(float *dx, const float *dy, const float *x, const float *y,
+                                   size_t n, dp_act act, float slope, dp_threadpool *pool)
+{
+    static const char kernel[] = "activation backward";
+    DP_TRY(check_act(act, slope, kernel));
+    DP_CPU_NEED(dx, kernel);
+    DP_CPU_NEED(dy, kernel);
+    if (dp_act_backward_needs_input(act)) {
+        DP_CPU_NEED(x, kernel);
+    } else if (act != DP_ACT_LINEAR) {
+        DP_CPU_NEED(y, kernel);
+    }
+    act_job j = {dx, dy, x, y, n, act, slope, 1};
+    dp_threadpool_for(pool, (long)((n + ACT_BLOCK - 1) / ACT_BLOCK), act_task, &j);
+    return DP_OK;
+}
+
 // --- PReLU ---
 
 dp_status dp_cpu_prelu_forward(float *y, const float *x, const float *slope, int N, int C,

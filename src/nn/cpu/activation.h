@@ -7,6 +7,7 @@
 #include <stddef.h>
 
 #include "core/status.h"
+#include "core/threadpool.h"
 
 DP_EXTERN_C_BEGIN
 
@@ -73,6 +74,14 @@ DP_MUST_CHECK dp_status dp_cpu_act_forward(float *y, const float *x, size_t n, d
 // At a kink the derivative is Darknet's (relu'(0) = 0, hardtan'(+-1) = 0, ...).
 DP_MUST_CHECK dp_status dp_cpu_act_backward(float *dx, const float *dy, const float *x,
                                             const float *y, size_t n, dp_act act, float slope);
+
+// dp_cpu_act_forward and dp_cpu_act_backward split into blocks over the threads of pool (NULL:
+// the caller alone); elementwise, so the results do not depend on the threads.
+DP_MUST_CHECK dp_status dp_cpu_act_forward_pool(float *y, const float *x, size_t n, dp_act act,
+                                                float slope, dp_threadpool *pool);
+DP_MUST_CHECK dp_status dp_cpu_act_backward_pool(float *dx, const float *dy, const float *x,
+                                                 const float *y, size_t n, dp_act act,
+                                                 float slope, dp_threadpool *pool);
 
 // PReLU: y = x > 0 ? x : slope[c] x, per channel.
 //   y, x  (N, C, hw) NCHW with hw = H W, host; y may equal x

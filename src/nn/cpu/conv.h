@@ -10,6 +10,8 @@
 #include <stddef.h>
 
 #include "core/status.h"
+#include "core/threadpool.h"
+#include "nn/cpu/activation.h"
 
 DP_EXTERN_C_BEGIN
 
@@ -75,6 +77,63 @@ DP_MUST_CHECK dp_status dp_cpu_conv_backward_data(float *dx, const float *dy, co
 DP_MUST_CHECK dp_status dp_cpu_conv_backward_filter(float *dw, float *db, const float *dy,
                                                     const float *x, const dp_conv_params *p,
                                                     int accumulate, float *ws, size_t ws_bytes);
+
+// --- batch kernels on a thread pool (the layers' path) ---
+// The same operations over the batch, split across the threads of pool (NULL: the caller
+// alone): one task per image forward, one per chunk of images backward with a partial filter
+// gradient per chunk, added in chunk order. Chunks depend on N and the weight count only, so
+// every result is bitwise the same for any thread count and schedule. Stride 1 and groups 1
+// (with pad <= dil (window - 1)) run direct AVX2/FMA kernels where the build has them
+// (-Dnative); everything else runs the per-image kernels above. OpenBLAS must run 1 thread
+// (the pool is the parallelism; dp_blas_set_threads sees to that).
+
+// What the forward pass does to each image's output while it is in cache (bn_act.h), in
+// this order: batch-norm plane statistics of the raw output; the affine map
+// y = (y - mean[k]) scale[k] + shift[k] (evaluation-mode batch norm); the activation.
+typedef struct dp_conv_epilogue {
+    double *plane_stats;       // (N, K, 2), host, or NULL: dp_cpu_bn_plane_stats of each image
+    const float *mean;         // (K), host, or NULL (then scale and shift are not used)
+    const float *scale, *shift; // (K), host
+    dp_act act;                // DP_ACT_LINEAR: none; not DP_ACT_PRELU
+    float slope;               // leaky's
+} dp_conv_epilogue;
+
+// The gradient the backward pass convolves, when it is a map of the layer's output gradient
+// dy rather than dy itself (batch norm + activation, bn_act.h): per output channel k,
+// dz = coef[4k] g + coef[4k+1] (z - coef[4k+3]) + coef[4k+2] with g = dy act'(y). dz is
+// formed image by image while dy is packed, and never stored.
+typedef struct dp_conv_dy_map {
+    const float *y, *z; // (N, K, out_h, out_w), host: the layer's output and raw output
+    const float *coef;  // (K, 4), host (dp_cpu_bn_act_backward_coef)
+    dp_act act;         // linear, relu or leaky (dp_bn_act_fusable)
+    float slope;
+} dp_conv_dy_map;
+
+// Workspace bytes of both pool kernels for p (resolved, N included) on `threads` threads.
+size_t dp_cpu_conv_pool_workspace_bytes(const dp_conv_params *p, int threads);
+
+// y = conv(x, w) + bias, as dp_cpu_conv_forward, then the epilogue ep (NULL: none).
+//   ws  host scratch of ws_bytes >= dp_cpu_conv_pool_workspace_bytes(p, size of pool)
+// Returns DP_ERR_ARG for a NULL tensor, unresolved params, a bad epilogue activation or a
+// workspace too small.
+DP_MUST_CHECK dp_status dp_cpu_conv_forward_pool(float *y, const float *x, const float *w,
+                                                 const float *bias, const dp_conv_params *p,
+                                                 const dp_conv_epilogue *ep, dp_threadpool *pool,
+                                                 void *ws, size_t ws_bytes);
+
+// Backward data and filter (and bias) in one pass over the batch:
+//   dx  (N, C, H, W): conv^T(dz, w), added when accum has DP_ACCUM_DX; NULL: not computed
+//   dw  (K, C / groups, R, S), db (K) or NULL: added when accum has DP_ACCUM_DPARAMS
+//   dy  (N, K, out_h, out_w): dz itself (map NULL), or what map turns into dz
+//   x   (N, C, H, W): the forward input; w (K, C / groups, R, S)
+//   map NULL, or the map from dy to dz (then db must be NULL)
+//   ws  as for dp_cpu_conv_forward_pool
+DP_MUST_CHECK dp_status dp_cpu_conv_backward_pool(float *dx, float *dw, float *db,
+                                                  const float *dy, const float *x,
+                                                  const float *w, const dp_conv_params *p,
+                                                  const dp_conv_dy_map *map, unsigned accum,
+                                                  dp_threadpool *pool, void *ws,
+                                                  size_t ws_bytes);
 
 // --- building blocks (exported for the benchmarks and the tests) ---
 

@@ -1,0 +1,93 @@
+// Internals of the CPU convolution shared by conv_direct.c (the AVX2/FMA direct kernels for
+// stride 1, groups 1) and conv_pool.c (the batch driver on the thread pool). Not a public
+// header.
+//
+// The direct kernels work on "flat padded" planes: a channel of H x W is stored as rows of
+// Wp = W + pad_w floats (pad_w zeros, then the W values), with pad_h zero rows above and below
+// and zeros after, so that the right padding of a row is the left padding of the next. Output
+// (oh, ow) of a stride-1 convolution is then flat position p = oh * Wp + ow, and tap (r, s)
+// reads flat position p + r dil_h Wp + s dil_w of the input plane: one contiguous run for a
+// row of outputs, and for a vector of 8 of them. Positions with ow >= out_w are computed and
+// thrown away (1 / Wp of the work for 3x3 "same" convolutions).
+#ifndef DP_NN_CPU_CONV_INTERNAL_H
+#define DP_NN_CPU_CONV_INTERNAL_H
+
+#include <stddef.h>
+
+#include "nn/cpu/conv.h"
+
+#if defined(__AVX2__) && defined(__FMA__)
+#define DP_CONV_DIRECT 1
+#else
+#define DP_CONV_DIRECT 0
+#endif
+
+enum { DP__CONV_MR = 4 }; // output channels per micro-tile (weights are packed by 4)
+
+// Shapes of the flat padded planes of one convolution (dp__conv_geom_init).
+typedef struct dp__conv_geom {
+    int Wp;             // row stride of every plane: W + pad_w (= out_w + pad_bw)
+    int pad_bh, pad_bw; // zero padding of dy for backward data: dil (R - 1) - pad
+    int ntap;           // forward taps per output channel: C R S
+    int nbtap;          // backward-data taps per input channel: K R S
+    int Kp, Cp;         // K and C rounded up to DP__CONV_MR
+    int vf, vb;         // vectors of 8 positions per micro-tile: forward, backward data
+    size_t npf, npb;    // flat positions computed: forward (out_h Wp), backward data (H Wp),
+                        // rounded up to the tile width
+    size_t npw;         // flat positions of the filter gradient: out_h Wp rounded up to 8
+    size_t plane_x;     // floats per padded input plane (a multiple of 16)
+    size_t plane_dy;    // floats per padded dy plane (a multiple of 16)
+    size_t dyf_off;     // dy(oh, ow) is at dypad plane + dyf_off + oh Wp + ow
+} dp__conv_geom;
+
+// Whether the direct kernels handle p: built with AVX2 and FMA, groups 1, stride 1, and
+// pad <= dil (window - 1) on both axes (so that backward data is a convolution too).
+int dp__conv_direct_ok(const dp_conv_params *p);
+
+// Fills g for p (resolved, dp__conv_direct_ok).
+void dp__conv_geom_init(dp__conv_geom *g, const dp_conv_params *p);
+
+// Writes planes [0, C) of one image into the flat padded layout and zeros planes [C, Cp).
+//   dst (Cp, plane) floats: rows of Wp, pad_h zero rows first; every float not a value is 0
+//   src (C, H, W) NCHW, one image
+void dp__conv_pad(float *dst, const float *src, int C, int Cp, int H, int W, int pad_h, int pad_w,
+                  int Wp, size_t plane);
+
+// Packs weights for the forward kernel: wf[kb][t][i] = w[kb + i][t] for t = (c R + r) S + s,
+// 0 for kb + i >= K; and the tap offsets off[t] = c plane_x + r dil_h Wp + s dil_w.
+//   wf  (Kp / 4, C R S, 4)
+//   off (C R S)
+void dp__conv_pack_forward(float *wf, int *off, const float *w, const dp_conv_params *p,
+                           const dp__conv_geom *g);
+
+// Packs the flipped, transposed weights of backward data (a convolution of dy padded by
+// pad_b): wb[cb][t][i] = w[k][cb + i][R-1-r][S-1-s] for t = (k R + r) S + s; and
+// off[t] = k plane_dy + r dil_h Wp + s dil_w.
+//   wb  (Cp / 4, K R S, 4)
+//   off (K R S)
+void dp__conv_pack_backward(float *wb, int *off, const float *w, const dp_conv_params *p,
+                            const dp__conv_geom *g);
+
+// One image of a direct convolution over flat padded planes:
+//   y (Kout, OHv, OWv) NCHW = sum over taps of packed weights x in[off[t] + p], written
+//   (accumulate = 0, plus bias[k] when bias is not NULL) or added (accumulate = 1).
+//   in     the padded input planes of the image
+//   wpack  (Kp / 4, ntap, 4) as dp__conv_pack_forward / _backward make
+//   np     flat positions to compute (a multiple of 8 v); v in {2, 3}
+void dp__conv_direct_image(float *y, const float *in, const float *wpack, const int *off,
+                           int ntap, int Kout, int OHv, int OWv, int Wp, size_t np, int v,
+                           const float *bias, int accumulate);
+
+// Filter gradient of a group of images: dw[k][t] = (accumulate ? dw[k][t] : 0) + sum over the
+// images i of sum_p dyf_i[k][p] xpad_i[off[t] + p], p in [0, npw).
+//   dw   (K, ntap), the layout of the weights (K, C, R, S)
+//   dyf  images[i] at dyf + i dy_stride: Kp planes of plane_dy floats, already offset by
+//        dyf_off, zero outside the values
+//   xpad images[i] at xpad + i x_stride: the padded input planes
+// Sums: 8 float lanes over the images and positions, the lanes added pairwise (a fixed tree),
+// then added to dw; deterministic.
+void dp__conv_direct_filter(float *dw, int accumulate, const float *dyf, size_t dy_stride,
+                            const float *xpad, size_t x_stride, int images, const int *off,
+                            int ntap, int K, size_t plane_dy, size_t npw);
+
+#endif

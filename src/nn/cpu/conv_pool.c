@@ -1,0 +1,353 @@
+// Convolution of a whole batch on the thread pool (see conv.h, "batch kernels"): the forward
+// pass is one task per image; the backward pass is one task per chunk of images, each chunk
+// writing its own partial filter gradient, and the partials are added in chunk order at the
+// end. The chunks depend on N and the weight count only, so the results are the same for any
+// thread count and any schedule. Stride-1, groups-1 convolutions take the direct kernels
+// (conv_direct.c); the others run the per-image im2col + sgemm of conv.c with 1-image params.
+#include <stdint.h>
+#include <string.h>
+
+#include "core/error.h"
+#include "nn/cpu/accum.h"
+#include "nn/cpu/bn_act.h"
+#include "nn/cpu/conv.h"
+#include "nn/cpu/conv_internal.h"
+#include "nn/cpu/cpu_internal.h"
+
+enum {
+    MAX_CHUNKS = 16,             // partial filter gradients per backward pass
+    MIN_GROUP_POSITIONS = 192,   // flat positions per filter-gradient pass (groups small images)
+    REDUCE_BLOCK = 4096,         // weights per task of the final sum
+};
+#define PARTIAL_FLOATS_MAX ((size_t)1 << 22) // cap of all partials together (16 MiB)
+
+// Where everything lives in the workspace: a shared part, then one slice per thread.
+typedef struct plan {
+    int direct;
+    dp__conv_geom g;
+    dp_conv_params p1; // p with N = 1 (the per-image kernels of conv.c)
+    int chunks, group;
+    size_t nw;                                      // weights
+    size_t wf_at, wb_at, offf_at, offb_at, part_at; // shared, bytes from ws
+    size_t slice_at, slice_bytes;                   // per-thread slices
+    size_t x_at, dy_at, dz_at, col_bytes;           // within a slice
+    size_t total_bytes;
+} plan;
+
+static size_t take(size_t *at, size_t bytes)
+{
+    size_t here = *at;
+    *at += (bytes + 63) / 64 * 64;
+    return here;
+}
+
+static void plan_init(plan *pl, const dp_conv_params *p, int threads)
+{
+    memset(pl, 0, sizeof *pl);
+    pl->p1 = *p;
+    pl->p1.N = 1;
+    pl->nw = (size_t)p->K * (size_t)(p->C / p->groups) * p->R * p->S;
+    pl->chunks = p->N < MAX_CHUNKS ? p->N : MAX_CHUNKS;
+    while (pl->chunks > 1 && (size_t)pl->chunks * pl->nw > PARTIAL_FLOATS_MAX) {
+        pl->chunks--;
+    }
+    pl->direct = dp__conv_direct_ok(p);
+    size_t at = 0;
+    pl->part_at = take(&at, (size_t)pl->chunks * pl->nw * sizeof(float));
+    size_t slice = 0;
+    if (pl->direct) {
+        dp__conv_geom *g = &pl->g;
+        dp__conv_geom_init(g, p);
+        pl->wf_at = take(&at, (size_t)g->Kp * g->ntap * sizeof(float));
+        pl->wb_at = take(&at, (size_t)g->Cp * g->nbtap * sizeof(float));
+        pl->offf_at = take(&at, (size_t)g->ntap * sizeof(int));
+        pl->offb_at = take(&at, (size_t)g->nbtap * sizeof(int));
+        int min_chunk = p->N / pl->chunks;
+        pl->group = 1;
+        while (pl->group < 8 && pl->group * 2 <= min_chunk &&
+               (size_t)pl->group * p->out_h * g->Wp < MIN_GROUP_POSITIONS) {
+            pl->group *= 2;
+        }
+        pl->x_at = take(&slice, (size_t)pl->group * p->C * g->plane_x * sizeof(float));
+        pl->dy_at = take(&slice, (size_t)pl->group * g->Kp * g->plane_dy * sizeof(float));
+    } else {
+        pl->col_bytes = dp_cpu_conv_workspace_bytes(&pl->p1);
+        pl->x_at = take(&slice, pl->col_bytes);
+    }
+    // dz of one image, when the backward pass maps dy (dp_conv_dy_map)
+    pl->dz_at = take(&slice, (size_t)p->K * p->out_h * p->out_w * sizeof(float));
+    pl->slice_at = at;
+    pl->slice_bytes = slice;
+    pl->total_bytes = at + (size_t)threads * slice;
+}
+
+size_t dp_cpu_conv_pool_workspace_bytes(const dp_conv_params *p, int threads)
+{
+    plan pl;
+    plan_init(&pl, p, threads < 1 ? 1 : threads);
+    return pl.total_bytes;
+}
+
+// Checks p (resolved), the workspace, and fills the plan.
+static dp_status check_pool_call(plan *pl, const dp_conv_params *p, const char *kernel,
+                                 dp_threadpool *pool, const void *ws, size_t ws_bytes)
+{
+    if (p == NULL) {
+        return dp_error_set(DP_ERR_ARG, "%s: params are NULL", kernel);
+    }
+    dp_conv_params q = *p;
+    DP_TRY(dp_conv_params_resolve(&q));
+    if (q.out_h != p->out_h || q.out_w != p->out_w) {
+        return dp_error_set(DP_ERR_ARG,
+                            "%s: params not resolved (out %dx%d, expected %dx%d); call "
+                            "dp_conv_params_resolve",
+                            kernel, p->out_h, p->out_w, q.out_h, q.out_w);
+    }
+    plan_init(pl, p, dp_threadpool_size(pool));
+    if (ws_bytes < pl->total_bytes || ws == NULL) {
+        return dp_error_set(DP_ERR_ARG, "%s: workspace of %zu bytes, needs %zu", kernel,
+                            ws == NULL ? (size_t)0 : ws_bytes, pl->total_bytes);
+    }
+    return DP_OK;
+}
+
+static void *at(void *ws, size_t offset)
+{
+    return (unsigned char *)ws + offset;
+}
+
+static void *slice_of(const plan *pl, void *ws, int thread, size_t offset)
+{
+    return at(ws, pl->slice_at + (size_t)thread * pl->slice_bytes + offset);
+}
+
+// --- forward ---
+
+typedef struct fwd_job {
+    const plan *pl;
+    float *y;
+    const float *x, *w, *bias;
+    const dp_conv_epilogue *ep;
+    void *ws;
+} fwd_job;
+
+// The epilogue on image n's output y (K, ohw).
+static void epilogue(const dp_conv_epilogue *ep, float *y, long n, int K, size_t ohw)
+{
+    if (ep == NULL) {
+        return;
+    }
+    if (ep->plane_stats != NULL) {
+        dp_cpu_bn_plane_stats(ep->plane_stats + (size_t)n * 2 * K, y, K, ohw);
+    }
+    if (ep->mean != NULL || ep->act != DP_ACT_LINEAR) {
+        dp__bn_act_image(y, y, K, ohw, ep->mean, ep->scale, ep->shift, ep->act, ep->slope);
+    }
+}
+
+static void fwd_task(void *arg, long n, int thread)
+{
+    const fwd_job *j = arg;
+    const plan *pl = j->pl;
+    const dp_conv_params *p = &pl->p1;
+    const size_t hw = (size_t)p->H * p->W, ohw = (size_t)p->out_h * p->out_w;
+    float *y = j->y + (size_t)n * p->K * ohw;
+    const float *x = j->x + (size_t)n * p->C * hw;
+    if (pl->direct) {
+        const dp__conv_geom *g = &pl->g;
+        float *xpad = slice_of(pl, j->ws, thread, pl->x_at);
+        dp__conv_pad(xpad, x, p->C, p->C, p->H, p->W, p->pad_h, p->pad_w, g->Wp, g->plane_x);
+        dp__conv_direct_image(y, xpad, at(j->ws, pl->wf_at), at(j->ws, pl->offf_at), g->ntap,
+                              p->K, p->out_h, p->out_w, g->Wp, g->npf, g->vf, j->bias, 0);
+    } else {
+        dp_status st = dp_cpu_conv_forward(y, x, j->w, j->bias, p,
+                                           slice_of(pl, j->ws, thread, 0), pl->col_bytes);
+        DP_ASSERT(st == DP_OK);
+    }
+    epilogue(j->ep, y, n, p->K, ohw);
+}
+
+dp_status dp_cpu_conv_forward_pool(float *y, const float *x, const float *w, const float *bias,
+                                   const dp_conv_params *p, const dp_conv_epilogue *ep,
+                                   dp_threadpool *pool, void *ws, size_t ws_bytes)
+{
+    plan pl;
+    DP_TRY(check_pool_call(&pl, p, "conv forward", pool, ws, ws_bytes));
+    DP_CPU_NEED(y, "conv forward");
+    DP_CPU_NEED(x, "conv forward");
+    DP_CPU_NEED(w, "conv forward");
+    if (ep != NULL) {
+        if (ep->act < 0 || ep->act >= DP_ACT_COUNT_ || ep->act == DP_ACT_PRELU ||
+            (ep->mean != NULL && (ep->scale == NULL || ep->shift == NULL))) {
+            return dp_error_set(DP_ERR_ARG, "conv forward: bad epilogue (activation %d, or "
+                                            "mean without scale and shift)",
+                                (int)ep->act);
+        }
+    }
+    if (pl.direct) {
+        dp__conv_pack_forward(at(ws, pl.wf_at), at(ws, pl.offf_at), w, p, &pl.g);
+    }
+    fwd_job j = {&pl, y, x, w, bias, ep, ws};
+    dp_threadpool_for(pool, p->N, fwd_task, &j);
+    return DP_OK;
+}
+
+// --- backward ---
+
+typedef struct bwd_job {
+    const plan *pl;
+    float *dx, *dw, *db;
+    const float *dy, *x, *w;
+    const dp_conv_dy_map *map;
+    int accum_dx, accum_dw;
+    int N;
+    void *ws;
+} bwd_job;
+
+// dz of image n: dy itself, or the map of dy into the thread's buffer.
+static const float *dz_of(const bwd_job *j, int n, int thread)
+{
+    const dp_conv_params *p = &j->pl->p1;
+    const size_t ohw = (size_t)p->out_h * p->out_w, off = (size_t)n * p->K * ohw;
+    if (j->map == NULL) {
+        return j->dy + off;
+    }
+    const dp_conv_dy_map *m = j->map;
+    float *dz = slice_of(j->pl, j->ws, thread, j->pl->dz_at);
+    for (int k = 0; k < p->K; k++) {
+        size_t at = off + (size_t)k * ohw;
+        dp__bn_act_dz_plane(dz + (size_t)k * ohw, j->dy + at, m->y != NULL ? m->y + at : NULL,
+                            m->z + at, ohw, m->coef + 4 * k, m->act, m->slope, 0);
+    }
+    return dz;
+}
+
+static void chunk_range(const plan *pl, int N, long c, int *a, int *b)
+{
+    *a = (int)((long)N * c / pl->chunks);
+    *b = (int)((long)N * (c + 1) / pl->chunks);
+}
+
+// Images [a, b) of a chunk by the direct kernels, in groups of pl->group.
+static void bwd_chunk_direct(const bwd_job *j, float *part, int a, int b, int thread)
+{
+    const plan *pl = j->pl;
+    const dp_conv_params *p = &pl->p1;
+    const dp__conv_geom *g = &pl->g;
+    const size_t hw = (size_t)p->H * p->W;
+    const size_t x_stride = (size_t)p->C * g->plane_x, dy_stride = (size_t)g->Kp * g->plane_dy;
+    float *xbuf = slice_of(pl, j->ws, thread, pl->x_at);
+    float *dybuf = slice_of(pl, j->ws, thread, pl->dy_at);
+    for (int n0 = a; n0 < b; n0 += pl->group) {
+        int gn = b - n0 < pl->group ? b - n0 : pl->group;
+        for (int i = 0; i < gn; i++) {
+            const float *x = j->x + (size_t)(n0 + i) * p->C * hw;
+            const float *dy = dz_of(j, n0 + i, thread);
+            dp__conv_pad(xbuf + i * x_stride, x, p->C, p->C, p->H, p->W, p->pad_h, p->pad_w,
+                         g->Wp, g->plane_x);
+            dp__conv_pad(dybuf + i * dy_stride, dy, p->K, g->Kp, p->out_h, p->out_w, g->pad_bh,
+                         g->pad_bw, g->Wp, g->plane_dy);
+        }
+        dp__conv_direct_filter(part, n0 != a, dybuf + g->dyf_off, dy_stride, xbuf, x_stride, gn,
+                               at(j->ws, pl->offf_at), g->ntap, p->K, g->plane_dy, g->npw);
+        for (int i = 0; i < gn && j->dx != NULL; i++) {
+            float *dx = j->dx + (size_t)(n0 + i) * p->C * hw;
+            dp__conv_direct_image(dx, dybuf + i * dy_stride, at(j->ws, pl->wb_at),
+                                  at(j->ws, pl->offb_at), g->nbtap, p->C, p->H, p->W, g->Wp,
+                                  g->npb, g->vb, NULL, j->accum_dx);
+        }
+    }
+}
+
+static void bwd_task(void *arg, long c, int thread)
+{
+    const bwd_job *j = arg;
+    const plan *pl = j->pl;
+    const dp_conv_params *p = &pl->p1;
+    float *part = (float *)at(j->ws, pl->part_at) + (size_t)c * pl->nw;
+    int a, b;
+    chunk_range(pl, j->N, c, &a, &b);
+    if (pl->direct) {
+        bwd_chunk_direct(j, part, a, b, thread);
+        return;
+    }
+    const size_t hw = (size_t)p->H * p->W;
+    float *col = slice_of(pl, j->ws, thread, 0);
+    for (int n = a; n < b; n++) {
+        const float *x = j->x + (size_t)n * p->C * hw, *dy = dz_of(j, n, thread);
+        dp_status st = dp_cpu_conv_backward_filter(part, NULL, dy, x, p, n != a, col,
+                                                   pl->col_bytes);
+        DP_ASSERT(st == DP_OK);
+        if (j->dx != NULL) {
+            st = dp_cpu_conv_backward_data(j->dx + (size_t)n * p->C * hw, dy, j->w, p,
+                                           j->accum_dx, col, pl->col_bytes);
+            DP_ASSERT(st == DP_OK);
+        }
+    }
+}
+
+// dw = (accumulate ? dw : 0) + the chunk partials in chunk order, in double.
+static void reduce_task(void *arg, long blk, int thread)
+{
+    (void)thread;
+    const bwd_job *j = arg;
+    const plan *pl = j->pl;
+    const float *part = at(j->ws, pl->part_at);
+    size_t lo = (size_t)blk * REDUCE_BLOCK;
+    size_t hi = lo + REDUCE_BLOCK < pl->nw ? lo + REDUCE_BLOCK : pl->nw;
+    for (size_t i = lo; i < hi; i++) {
+        double s = j->accum_dw ? j->dw[i] : 0.0;
+        for (int c = 0; c < pl->chunks; c++) {
+            s += part[(size_t)c * pl->nw + i];
+        }
+        j->dw[i] = (float)s;
+    }
+}
+
+// db[k] (+)= sum of dy over images and the plane: plane sums (reduce.c) added in image order.
+static void bias_task(void *arg, long k, int thread)
+{
+    (void)thread;
+    const bwd_job *j = arg;
+    const dp_conv_params *p = &j->pl->p1;
+    const size_t ohw = (size_t)p->out_h * p->out_w;
+    double s = 0.0;
+    for (int n = 0; n < j->N; n++) {
+        s += dp__sum(j->dy + ((size_t)n * p->K + (size_t)k) * ohw, ohw);
+    }
+    j->db[k] = j->accum_dw ? (float)(j->db[k] + s) : (float)s;
+}
+
+dp_status dp_cpu_conv_backward_pool(float *dx, float *dw, float *db, const float *dy,
+                                    const float *x, const float *w, const dp_conv_params *p,
+                                    const dp_conv_dy_map *map, unsigned accum,
+                                    dp_threadpool *pool, void *ws, size_t ws_bytes)
+{
+    plan pl;
+    DP_TRY(check_pool_call(&pl, p, "conv backward", pool, ws, ws_bytes));
+    DP_CPU_NEED(dw, "conv backward");
+    DP_CPU_NEED(dy, "conv backward");
+    DP_CPU_NEED(x, "conv backward");
+    DP_CPU_NEED(w, "conv backward");
+    if (map != NULL && (db != NULL || map->z == NULL || map->coef == NULL ||
+                        !dp_bn_act_fusable(map->act) ||
+                        (map->act != DP_ACT_LINEAR && map->y == NULL))) {
+        return dp_error_set(DP_ERR_ARG, "conv backward: bad dy map (with a bias gradient, NULL "
+                                        "tensors, or activation %d)",
+                            (int)map->act);
+    }
+    if (pl.direct) {
+        dp__conv_pack_forward(at(ws, pl.wf_at), at(ws, pl.offf_at), w, p, &pl.g);
+        if (dx != NULL) {
+            dp__conv_pack_backward(at(ws, pl.wb_at), at(ws, pl.offb_at), w, p, &pl.g);
+        }
+    }
+    bwd_job j = {&pl, dx, dw, db, dy, x, w, map, (accum & DP_ACCUM_DX) != 0,
+                 (accum & DP_ACCUM_DPARAMS) != 0, p->N, ws};
+    dp_threadpool_for(pool, pl.chunks, bwd_task, &j);
+    dp_threadpool_for(pool, (long)((pl.nw + REDUCE_BLOCK - 1) / REDUCE_BLOCK), reduce_task, &j);
+    if (db != NULL) {
+        dp_threadpool_for(pool, p->K, bias_task, &j);
+    }
+    return DP_OK;
+}
