@@ -114,6 +114,8 @@ int main(int argc, char **argv)
                best_b * 1e3, flop / (best_f + best_b) * 1e-9);
     }
     double conv = total_flop / total_s * 1e-9;
+    // The reference: OpenBLAS itself on `threads` threads (the network's pool set it to 1).
+    openblas_set_num_threads(threads);
     double sgemm = sgemm_gflops(4096, reps);
     printf("conv layers: %.3f GFLOP in %.1f ms per step\n", total_flop * 1e-9, total_s * 1e3);
     printf("RESULT conv_gflops=%.1f sgemm_gflops=%.1f conv_frac_of_sgemm=%.3f\n", conv, sgemm,

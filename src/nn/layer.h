@@ -11,6 +11,7 @@
 #include "core/cfg.h"
 #include "core/status.h"
 #include "core/tensor.h"
+#include "core/threadpool.h"
 
 DP_EXTERN_C_BEGIN
 
@@ -65,8 +66,9 @@ struct dp_step {
     float loss_scale;     // dL/dlogit factor: 1 / global batch, so summed gradients average
     float *scratch[2];    // two shared host buffers of scratch_floats each
     size_t scratch_floats;
-    float *ws;            // shared kernel workspace, host
+    float *ws;            // shared kernel workspace, host: what workspace_bytes asked for
     size_t ws_bytes;
+    dp_threadpool *pool;  // the network's CPU threads (NULL: the caller alone)
 };
 
 struct dp_layer {
@@ -103,9 +105,9 @@ struct dp_layer_ops {
     // From the input shapes (net gives every earlier layer's out_shape): sets l->out_shape,
     // l->flops and l->params[].spec. A mismatch is DP_ERR_SHAPE via dp_layer_error.
     dp_status (*infer_shape)(dp_layer *l, const dp_net *net);
-    // Scratch bytes one forward or backward of a batch of n samples needs (shared by layers);
-    // NULL: none.
-    size_t (*workspace_bytes)(const dp_layer *l, int n);
+    // Scratch bytes one forward or backward of a batch of n samples needs when its kernels run
+    // on `threads` threads (shared by layers); NULL: none.
+    size_t (*workspace_bytes)(const dp_layer *l, int n, int threads);
     // Bytes of tensors saved from forward for backward, for n samples; NULL: none.
     size_t (*state_bytes)(const dp_layer *l, int n);
     // y from x (and the parameters); in training also what backward needs into state.

@@ -101,12 +101,12 @@ static dp_status conv_infer(dp_layer *l, const dp_net *net)
     return DP_OK;
 }
 
-static size_t conv_workspace_bytes(const dp_layer *l, int n)
+static size_t conv_workspace_bytes(const dp_layer *l, int n, int threads)
 {
     const conv_priv *c = l->priv;
     dp_conv_params p = c->p;
     p.N = n;
-    return dp_cpu_conv_workspace_bytes(&p);
+    return dp_cpu_conv_pool_workspace_bytes(&p, threads);
 }
 
 static size_t conv_state_bytes(const dp_layer *l, int n)
@@ -121,9 +121,12 @@ static dp_status conv_forward(dp_layer *l, const dp_step *s)
     dp_conv_params p = c->p;
     p.N = s->n;
     const float *bias = c->bias ? l->params[1].data : NULL;
-    DP_TRY(dp_cpu_conv_forward(dp__post_raw(l, &c->post), l->x[0], l->params[0].data, bias, &p,
-                               s->ws, s->ws_bytes));
-    return dp__post_forward(l, &c->post, s, c->filters, (size_t)(p.out_h * p.out_w));
+    const size_t ohw = (size_t)p.out_h * (size_t)p.out_w;
+    dp_conv_epilogue ep;
+    float *raw = dp__post_prepare(l, &c->post, s, c->filters, ohw, &ep);
+    DP_TRY(dp_cpu_conv_forward_pool(raw, l->x[0], l->params[0].data, bias, &p, &ep, s->pool,
+                                    s->ws, s->ws_bytes));
+    return dp__post_finish(l, &c->post, s, c->filters, ohw, &ep);
 }
 
 static dp_status conv_backward(dp_layer *l, const dp_step *s)
@@ -131,15 +134,16 @@ static dp_status conv_backward(dp_layer *l, const dp_step *s)
     conv_priv *c = l->priv;
     dp_conv_params p = c->p;
     p.N = s->n;
-    const float *dz;
-    DP_TRY(dp__post_backward(l, &c->post, s, c->filters, (size_t)(p.out_h * p.out_w), &dz));
     float *db = c->bias ? l->params[1].grad : NULL;
-    DP_TRY(dp_cpu_conv_backward_filter(l->params[0].grad, db, dz, l->x[0], &p, s->accumulate,
-                                       s->ws, s->ws_bytes));
-    if (l->dx[0] == NULL) {
-        return DP_OK;
-    }
-    return dp_cpu_conv_backward_data(l->dx[0], dz, l->params[0].data, &p, l->dx_accumulate[0],
+    const float *dz;
+    dp_conv_dy_map map; // with a bias the map cannot give the bias gradient: materialize dz
+    DP_TRY(dp__post_backward_map(l, &c->post, s, c->filters, (size_t)(p.out_h * p.out_w),
+                                 db == NULL ? &map : NULL, &dz));
+    unsigned accum = (s->accumulate ? DP_ACCUM_DPARAMS : 0u) |
+                     (l->dx_accumulate[0] ? DP_ACCUM_DX : 0u);
+    return dp_cpu_conv_backward_pool(l->dx[0], l->params[0].grad, db, dz, l->x[0],
+                                     l->params[0].data, &p,
+                                     db == NULL && map.coef != NULL ? &map : NULL, accum, s->pool,
                                      s->ws, s->ws_bytes);
 }
 

@@ -6,6 +6,7 @@
 #define DP_NN_LAYER_POST_H
 
 #include "nn/cpu/activation.h"
+#include "nn/cpu/conv.h"
 #include "nn/layer.h"
 
 typedef struct dp__post {
@@ -38,9 +39,25 @@ float *dp__post_raw(dp_layer *l, const dp__post *post);
 // updates the running statistics; evaluation uses the running statistics.
 dp_status dp__post_forward(dp_layer *l, const dp__post *post, const dp_step *s, int C, size_t hw);
 
+// For a kernel that can finish its output image by image (the convolution's epilogue): fills
+// ep with what it should do while each image is in cache (batch-norm plane statistics in
+// training; in evaluation the whole batch norm and the activation; the activation alone when
+// backward needs only y) and returns where the kernel writes its raw output. The layer then
+// calls dp__post_finish with the same ep, which does the rest.
+float *dp__post_prepare(dp_layer *l, const dp__post *post, const dp_step *s, int C, size_t hw,
+                        dp_conv_epilogue *ep);
+dp_status dp__post_finish(dp_layer *l, const dp__post *post, const dp_step *s, int C, size_t hw,
+                          const dp_conv_epilogue *ep);
+
 // dz from l->dy, into step scratch (or l->dy itself when nothing follows the linear map), and
 // the batch-norm / PReLU parameter gradients. Returns dz in *dz.
 dp_status dp__post_backward(dp_layer *l, const dp__post *post, const dp_step *s, int C,
                             size_t hw, const float **dz);
+
+// As dp__post_backward, for a kernel that can take dz as a map of what *dz points to
+// (dp_conv_dy_map): when batch norm is followed by a fusable activation, map->coef is set and
+// dz is not materialized; otherwise map->coef is NULL and *dz is dz.
+dp_status dp__post_backward_map(dp_layer *l, const dp__post *post, const dp_step *s, int C,
+                                size_t hw, dp_conv_dy_map *map, const float **dz);
 
 #endif

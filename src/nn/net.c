@@ -174,6 +174,7 @@ void dp_net_destroy(dp_net *net)
         }
     }
     free(net->layers);
+    dp_threadpool_destroy(net->pool);
     dp_arena_destroy(net->arena);
     free(net);
 }

@@ -7,6 +7,7 @@
 
 #include "core/error.h"
 #include "core/rng.h"
+#include "nn/cpu/blas.h"
 #include "nn/cpu/init.h"
 #include "nn/layer_internal.h"
 #include "nn/net_internal.h"
@@ -50,7 +51,7 @@ static dp_status carve(dp_net *net, dp_arena *a)
         scratch = scratch > in ? scratch : in;
         scratch = scratch > out_floats(l, n) ? scratch : out_floats(l, n);
         if (l->ops->workspace_bytes != NULL) {
-            size_t w = l->ops->workspace_bytes(l, n);
+            size_t w = l->ops->workspace_bytes(l, n, dp_threadpool_size(net->pool));
             ws = ws > w ? ws : w;
         }
     }
@@ -123,6 +124,11 @@ dp_status dp_net_alloc(dp_net *net, int train)
             net->n_buffers += (size_t)dp_shape_count(&net->layers[i].buffers[b].spec.shape);
         }
     }
+    int threads = dp_blas_threads();
+    if (threads > 1) {
+        DP_TRY(dp_threadpool_create(&net->pool, threads));
+        dp_blas_set_threads(threads); // OpenBLAS: 1 thread per pool thread
+    }
     dp_arena *plan = NULL;
     DP_TRY(dp_arena_create(&plan, "network plan", 0));
     dp_status st = carve(net, plan);
@@ -185,6 +191,7 @@ static dp_step make_step(dp_net *net, const dp_net_run *run)
     s.scratch_floats = net->scratch_floats;
     s.ws = net->ws;
     s.ws_bytes = net->ws_bytes;
+    s.pool = net->pool;
     return s;
 }
 

@@ -6,6 +6,7 @@
 #include <stdint.h>
 
 #include "core/arena.h"
+#include "core/threadpool.h"
 #include "nn/net.h"
 
 struct dp_net {
@@ -30,6 +31,7 @@ struct dp_net {
     float *ws; // kernel workspace
     size_t ws_bytes;
     int loss_layer; // index of the [softmax] layer that computes the loss, or -1
+    dp_threadpool *pool; // CPU threads of the kernels (dp_net_alloc); NULL for one thread
 };
 
 #endif

@@ -11,13 +11,14 @@
 #include "core/error.h"
 #include "core/log.h"
 #include "core/rng.h"
+#include "nn/cpu/blas.h"
 #include "nn/net.h"
 
 typedef struct fixture {
     dp_cfg *cfg;
     dp_net *net;
     float *input;
-    int32_t labels[8];
+    int32_t labels[32];
     int n;
 } fixture;
 
@@ -52,6 +53,29 @@ static const char *residual_net = "[net]\nbatch=3\nheight=8\nwidth=8\nchannels=2
                                   "[dropout]\nprobability=0.3\n"
                                   "[connected]\noutput=4\nactivation=linear\n"
                                   "[softmax]\n";
+
+// ResNet blocks as fmnist-resnet20 has them: conv + batch norm + relu, conv + batch norm +
+// linear, shortcut + relu; a strided block with a 1x1 projection (route back, conv, shortcut).
+// Exercises the fused batch-norm paths and both convolution kernels (direct for stride 1).
+static const char *resnet_net = "[net]\nbatch=5\nheight=9\nwidth=9\nchannels=3\n"
+                                "[convolutional]\nfilters=8\nsize=3\npad=1\nbatch_normalize=1\n"
+                                "activation=relu\n"
+                                "[convolutional]\nfilters=8\nsize=3\npad=1\nbatch_normalize=1\n"
+                                "activation=relu\n"
+                                "[convolutional]\nfilters=8\nsize=3\npad=1\nbatch_normalize=1\n"
+                                "activation=linear\n"
+                                "[shortcut]\nfrom=-3\nactivation=relu\n"
+                                "[convolutional]\nfilters=12\nsize=3\nstride=2\npad=1\n"
+                                "batch_normalize=1\nactivation=relu\n"
+                                "[convolutional]\nfilters=12\nsize=3\npad=1\nbatch_normalize=1\n"
+                                "activation=linear\n"
+                                "[route]\nlayers=-3\n"
+                                "[convolutional]\nfilters=12\nsize=1\nstride=2\n"
+                                "batch_normalize=1\nactivation=linear\n"
+                                "[shortcut]\nfrom=-3\nactivation=relu\n"
+                                "[avgpool]\n"
+                                "[connected]\noutput=4\nactivation=linear\n"
+                                "[softmax]\n";
 
 static void build(fixture *f, const char *text)
 {
@@ -91,7 +115,10 @@ static double loss_of(fixture *f, dp_net_run *run)
     return m.loss_sum * run->loss_scale;
 }
 
-static void check_gradients_mixed(const char *text, int mixed)
+// Whole-net gradients against central differences of half-width step. outliers: how many
+// parameters may exceed the tolerance (a relu kink within the step of an activation makes a
+// single difference wrong; a wrong kernel spoils whole layers).
+static void check_gradients_outliers(const char *text, int mixed, float step, size_t outliers)
 {
     fixture f;
     build(&f, text);
@@ -119,9 +146,9 @@ static void check_gradients_mixed(const char *text, int mixed)
     memcpy(grad, dp_net_grads(f.net), n * sizeof *grad);
     float *p = dp_net_params(f.net);
     double worst = 0;
-    size_t worst_i = 0;
+    size_t worst_i = 0, over = 0;
     for (size_t i = 0; i < n; i++) {
-        const float eps = 2e-3f;
+        const float eps = step;
         float keep = p[i];
         p[i] = keep + eps;
         double up = loss_of(&f, &run);
@@ -130,14 +157,24 @@ static void check_gradients_mixed(const char *text, int mixed)
         p[i] = keep;
         double fd = (up - down) / (2.0 * eps);
         double err = fabs(fd - grad[i]) / (1e-2 + fabs(fd));
+        if (err >= 3e-2) {
+            over++;
+            continue;
+        }
         if (err > worst) {
             worst = err;
             worst_i = i;
         }
     }
+    cr_expect_leq(over, outliers, "%zu of %zu parameters with relative error >= 3e-2", over, n);
     cr_expect_lt(worst, 3e-2, "max relative error %g at parameter %zu (of %zu)", worst, worst_i, n);
     free(grad);
     destroy(&f);
+}
+
+static void check_gradients_mixed(const char *text, int mixed)
+{
+    check_gradients_outliers(text, mixed, 2e-3f, 0);
 }
 
 static void check_gradients(const char *text)
@@ -158,6 +195,99 @@ Test(net_exec, whole_net_gradients_match_finite_differences)
 Test(net_exec, residual_dropout_crop_gradients_match_finite_differences)
 {
     check_gradients(residual_net);
+}
+
+Test(net_exec, resnet_blocks_gradients_match_finite_differences_on_3_threads, .timeout = 120)
+{
+    dp_blas_set_threads(3);
+    // 8 of the 3796 differences cross a relu kink (the same 8 as before the kernels were fused
+    // and threaded, with the same analytic gradients to 1e-7)
+    check_gradients_outliers(resnet_net, 0, 5e-4f, 12);
+}
+
+typedef struct run_result {
+    double loss, eval_loss;
+    float *grads, *buffers, *eval_out;
+} run_result;
+
+// One training step (forward + backward) and one evaluation forward of text with `threads`
+// CPU threads; batch overrides [net] batch when > 0.
+static run_result run_once(const char *text, int threads, int batch)
+{
+    dp_blas_set_threads(threads);
+    fixture f;
+    char cfg[4096];
+    snprintf(cfg, sizeof cfg, "%s", text);
+    if (batch > 0) {
+        char *b = strstr(cfg, "batch=");
+        cr_assert_not_null(b);
+        char tail[4096];
+        snprintf(tail, sizeof tail, "%s", strchr(b, '\n'));
+        snprintf(b, sizeof cfg - (size_t)(b - cfg), "batch=%d%s", batch, tail);
+    }
+    build(&f, cfg);
+    dp_net_run run = DP_NET_RUN_INIT;
+    run.train = 1;
+    run.labels = f.labels;
+    run.loss_scale = 1.0f / (float)f.n;
+    run.seed = 9;
+    run_result r;
+    r.loss = loss_of(&f, &run);
+    cr_assert_eq(dp_net_backward(f.net, &run), DP_OK, "%s", dp_error_message());
+    size_t n = dp_net_param_count(f.net), nb = dp_net_buffer_count(f.net);
+    r.grads = malloc(n * sizeof(float));
+    r.buffers = malloc(nb * sizeof(float));
+    dp_shape out = dp_net_output_shape(f.net);
+    size_t nout = (size_t)f.n * (size_t)dp_shape_count(&out);
+    r.eval_out = malloc(nout * sizeof(float));
+    cr_assert(r.grads && r.buffers && r.eval_out);
+    memcpy(r.grads, dp_net_grads(f.net), n * sizeof(float));
+    memcpy(r.buffers, dp_net_buffers(f.net), nb * sizeof(float));
+    run.train = 0;
+    r.eval_loss = loss_of(&f, &run);
+    const dp_layer *last = dp_net_layer(f.net, dp_net_layer_count(f.net) - 1);
+    memcpy(r.eval_out, last->y, nout * sizeof(float));
+    destroy(&f);
+    return r;
+}
+
+// Bitwise (memcmp): the thread count changes how work is split, never a result.
+static void expect_same_for_threads(const char *name, const char *text, int batch)
+{
+    run_result one = run_once(text, 1, batch);
+    for (int threads = 2; threads <= 3; threads++) {
+        run_result r = run_once(text, threads, batch);
+        fixture f;
+        build(&f, text);
+        size_t n = dp_net_param_count(f.net), nb = dp_net_buffer_count(f.net);
+        dp_shape out = dp_net_output_shape(f.net);
+        int batch_n = batch > 0 ? batch : f.n;
+        size_t nout = (size_t)batch_n * (size_t)dp_shape_count(&out);
+        destroy(&f);
+        cr_expect(memcmp(&r.loss, &one.loss, sizeof r.loss) == 0, "%s: loss, %d threads", name,
+                  threads);
+        cr_expect(memcmp(r.grads, one.grads, n * sizeof(float)) == 0, "%s: grads, %d threads",
+                  name, threads);
+        cr_expect(memcmp(r.buffers, one.buffers, nb * sizeof(float)) == 0,
+                  "%s: running statistics, %d threads", name, threads);
+        cr_expect(memcmp(&r.eval_loss, &one.eval_loss, sizeof r.eval_loss) == 0 &&
+                      memcmp(r.eval_out, one.eval_out, nout * sizeof(float)) == 0,
+                  "%s: evaluation, %d threads", name, threads);
+        free(r.grads);
+        free(r.buffers);
+        free(r.eval_out);
+    }
+    free(one.grads);
+    free(one.buffers);
+    free(one.eval_out);
+}
+
+Test(net_exec, results_are_bitwise_the_same_for_1_2_and_3_threads, .timeout = 120)
+{
+    expect_same_for_threads("small", small_net, 0);
+    expect_same_for_threads("residual", residual_net, 0);
+    expect_same_for_threads("resnet", resnet_net, 0);
+    expect_same_for_threads("resnet batch 29", resnet_net, 29);
 }
 
 Test(net_exec, accumulate_adds_micro_batch_gradients)

@@ -1,7 +1,11 @@
-// Thin wrappers over OpenBLAS's own introspection (cblas.h).
+// Thin wrappers over OpenBLAS's own introspection (cblas.h), and the backend's thread count.
 #include "nn/cpu/blas.h"
 
 #include <cblas.h>
+#include <stdatomic.h>
+
+// 0: never set. Mirrors OpenBLAS's process-wide thread setting, which it replaces.
+static atomic_int cpu_threads;
 
 const char *dp_blas_corename(void)
 {
@@ -11,10 +15,12 @@ const char *dp_blas_corename(void)
 
 int dp_blas_threads(void)
 {
-    return openblas_get_num_threads();
+    int n = atomic_load(&cpu_threads);
+    return n > 0 ? n : openblas_get_num_threads();
 }
 
 void dp_blas_set_threads(int n)
 {
-    openblas_set_num_threads(n < 1 ? 1 : n);
+    atomic_store(&cpu_threads, n < 1 ? 1 : n);
+    openblas_set_num_threads(1);
 }
