@@ -104,7 +104,7 @@ check "default mode with 2 ranks within 2e-3 of one process" $?
 # SIGUSR1 to mpirun (forwarded to every rank): all stop after the same step, rank 0 writes the
 # checkpoint, exit 0; resuming it ends where the uninterrupted run ends.
 mpirun -np 2 "$build/dptrain" "$work/net.cfg" --out "$work/usr1" --set train.deterministic=1 \
-  --set train.epochs=400 >"$work/usr1.log" 2>&1 &
+  --set train.epochs=100000 >"$work/usr1.log" 2>&1 &
 mp=$!
 sleep 3
 kill -USR1 $mp
@@ -116,7 +116,7 @@ echo "SIGUSR1: mpirun exit $rc, checkpoint ${ck:-none}"
 check "SIGUSR1: every rank exits 0 after rank 0 wrote the checkpoint" $?
 if [ -n "$ck" ]; then
   mpirun -np 2 "$build/dptrain" "$work/net.cfg" --out "$work/usr1b" --set train.deterministic=1 \
-    --set train.epochs=400 --resume "$ck" >"$work/usr1b.log" 2>&1 &
+    --set train.epochs=100000 --resume "$ck" >"$work/usr1b.log" 2>&1 &
   mp=$!
   sleep 2
   kill -USR1 $mp
