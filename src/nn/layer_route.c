@@ -128,11 +128,24 @@ static size_t shortcut_state_bytes(const dp_layer *l, int n)
     return dp__post_state_bytes(&p->post, n, p->p.C, (size_t)p->p.H * (size_t)p->p.W);
 }
 
+// Same shapes and a linear, relu or leaky activation: one fused pass each way on the pool.
+static int shortcut_fused(const shortcut_priv *p)
+{
+    const dp_shortcut_params *q = &p->p;
+    return !p->post.bn && q->from_C == q->C && q->from_H == q->H && q->from_W == q->W &&
+           (p->post.act == DP_ACT_LINEAR || p->post.act == DP_ACT_RELU ||
+            p->post.act == DP_ACT_LEAKY);
+}
+
 static dp_status shortcut_forward(dp_layer *l, const dp_step *s)
 {
     shortcut_priv *p = l->priv;
     dp_shortcut_params q = p->p;
     q.N = s->n;
+    if (shortcut_fused(p)) {
+        return dp_cpu_shortcut_act_forward(l->y, l->x[0], l->x[1], &q, p->post.act,
+                                           p->post.slope, s->pool);
+    }
     DP_TRY(dp_cpu_shortcut_forward(dp__post_raw(l, &p->post), l->x[0], l->x[1], &q));
     return dp__post_forward(l, &p->post, s, q.C, (size_t)q.H * (size_t)q.W);
 }
@@ -142,6 +155,11 @@ static dp_status shortcut_backward(dp_layer *l, const dp_step *s)
     shortcut_priv *p = l->priv;
     dp_shortcut_params q = p->p;
     q.N = s->n;
+    if (shortcut_fused(p)) {
+        return dp_cpu_shortcut_act_backward(l->dx[0], l->dx[1], l->dy, l->y, &q, p->post.act,
+                                            p->post.slope, l->dx_accumulate[0],
+                                            l->dx_accumulate[1], s->pool);
+    }
     const float *dz;
     DP_TRY(dp__post_backward(l, &p->post, s, q.C, (size_t)q.H * (size_t)q.W, &dz));
     return dp_cpu_shortcut_backward(l->dx[0], l->dx[1], dz, &q, l->dx_accumulate[0],

@@ -8,6 +8,7 @@
 
 #include "core/error.h"
 #include "grad_check.h"
+#include "nn/cpu/activation.h"
 #include "nn/cpu/elementwise.h"
 
 typedef struct sc_case {
@@ -130,6 +131,67 @@ Test(elementwise, shortcut_backward_matches_finite_differences)
         free(dfrom);
         sc_fini(&f);
     }
+}
+
+// The fused same-shape shortcut + activation against dp_cpu_shortcut_* and the activation
+// kernels one after the other: equal values (==; a relu zero may differ in sign), for every
+// accumulation flag, without a pool and on 3 threads.
+Test(elementwise, fused_shortcut_activation_matches_the_separate_kernels)
+{
+    dp_shortcut_params p = SC(4, 5, 6, 4, 5, 6, 0.5f, 2.0f);
+    p.N = 3;
+    size_t n = (size_t)p.N * p.C * p.H * p.W;
+    float *x = malloc(n * sizeof(float)), *from = malloc(n * sizeof(float));
+    float *dy = malloc(n * sizeof(float)), *ref = malloc(n * sizeof(float));
+    float *y = malloc(n * sizeof(float)), *g = malloc(n * sizeof(float));
+    float *dx = malloc(2 * n * sizeof(float)), *rdx = malloc(2 * n * sizeof(float));
+    cr_assert(x && from && dy && ref && y && g && dx && rdx);
+    gc_fill(x, n, -1.0f, 1.0f, 61);
+    gc_fill(from, n, -1.0f, 1.0f, 62);
+    gc_fill(dy, n, -1.0f, 1.0f, 63);
+    dp_threadpool *pool;
+    cr_assert_eq(dp_threadpool_create(&pool, 3), DP_OK);
+    const dp_act acts[] = {DP_ACT_LINEAR, DP_ACT_RELU, DP_ACT_LEAKY};
+    for (int a = 0; a < 3; a++) {
+        for (int threads = 0; threads < 2; threads++) {
+            dp_threadpool *use = threads ? pool : NULL;
+            cr_assert_eq(dp_cpu_shortcut_forward(ref, x, from, &p), DP_OK);
+            cr_assert_eq(dp_cpu_act_forward(ref, ref, n, acts[a], 0.1f), DP_OK);
+            cr_assert_eq(dp_cpu_shortcut_act_forward(y, x, from, &p, acts[a], 0.1f, use), DP_OK);
+            for (size_t i = 0; i < n; i++) {
+                cr_assert(y[i] == ref[i], "%s forward at %zu: %g vs %g", dp_act_name(acts[a]), i,
+                          (double)y[i], (double)ref[i]);
+            }
+            cr_assert_eq(dp_cpu_act_backward(g, dy, NULL, y, n, acts[a], 0.1f), DP_OK);
+            for (int acc = 0; acc < 4; acc++) {
+                gc_fill(rdx, 2 * n, -1.0f, 1.0f, 64 + (uint32_t)acc);
+                memcpy(dx, rdx, 2 * n * sizeof(float));
+                cr_assert_eq(dp_cpu_shortcut_backward(rdx, rdx + n, g, &p, acc & 1, acc >> 1),
+                             DP_OK);
+                cr_assert_eq(dp_cpu_shortcut_act_backward(dx, dx + n, dy, y, &p, acts[a], 0.1f,
+                                                          acc & 1, acc >> 1, use),
+                             DP_OK);
+                for (size_t i = 0; i < 2 * n; i++) {
+                    cr_assert(dx[i] == rdx[i], "%s backward (accumulate %d) at %zu: %g vs %g",
+                              dp_act_name(acts[a]), acc, i, (double)dx[i], (double)rdx[i]);
+                }
+            }
+        }
+    }
+    dp_shortcut_params strided = SC(4, 4, 4, 2, 8, 8, 1.0f, 1.0f);
+    cr_expect_eq(dp_cpu_shortcut_act_forward(y, x, from, &strided, DP_ACT_RELU, 0, NULL),
+                 DP_ERR_ARG);
+    cr_expect_eq(dp_cpu_shortcut_act_forward(y, x, from, &p, DP_ACT_TANH, 0, NULL), DP_ERR_ARG);
+    cr_expect_not_null(strstr(dp_error_message(), "tanh"), "%s", dp_error_message());
+    dp_threadpool_destroy(pool);
+    free(x);
+    free(from);
+    free(dy);
+    free(ref);
+    free(y);
+    free(g);
+    free(dx);
+    free(rdx);
 }
 
 Test(elementwise, shortcut_rejects_unequal_ratios)

@@ -114,6 +114,109 @@ dp_status dp_cpu_shortcut_backward(float *dx, float *dfrom, const float *dy,
     return DP_OK;
 }
 
+// --- same-shape shortcut with its activation, on the pool ---
+
+typedef struct shortcut_job {
+    float *y, *dx, *dfrom;
+    const float *x, *from, *dy;
+    float alpha, beta, slope;
+    dp_act act;
+    int add_dx, add_from;
+    size_t image;
+} shortcut_job;
+
+static dp_status check_same_shape(const dp_shortcut_params *p, dp_act act, const char *kernel)
+{
+    DP_TRY(dp_shortcut_params_check(p));
+    if (p->from_C != p->C || p->from_H != p->H || p->from_W != p->W ||
+        !(act == DP_ACT_LINEAR || act == DP_ACT_RELU || act == DP_ACT_LEAKY)) {
+        return dp_error_set(DP_ERR_ARG,
+                            "%s: needs one shape (got %dx%dx%d and %dx%dx%d) and a linear, relu "
+                            "or leaky activation (got %s)",
+                            kernel, p->C, p->H, p->W, p->from_C, p->from_H, p->from_W,
+                            dp_act_name(act));
+    }
+    return DP_OK;
+}
+
+static void shortcut_fwd_task(void *arg, long n, int thread)
+{
+    (void)thread;
+    const shortcut_job *j = arg;
+    const size_t off = (size_t)n * j->image;
+    float *restrict y = j->y + off;
+    const float *restrict x = j->x + off, *restrict from = j->from + off;
+    const float a = j->alpha, b = j->beta, neg = j->act == DP_ACT_LEAKY ? j->slope : 0.0f;
+    // One loop per activation, so that each vectorizes (and relu gives +0, as activation.c).
+    if (j->act == DP_ACT_LINEAR) {
+        for (size_t i = 0; i < j->image; i++) {
+            y[i] = a * x[i] + b * from[i];
+        }
+    } else if (j->act == DP_ACT_RELU) {
+        for (size_t i = 0; i < j->image; i++) {
+            float v = a * x[i] + b * from[i];
+            y[i] = v > 0.0f ? v : 0.0f;
+        }
+    } else {
+        for (size_t i = 0; i < j->image; i++) {
+            float v = a * x[i] + b * from[i];
+            y[i] = v > 0.0f ? v : neg * v;
+        }
+    }
+}
+
+dp_status dp_cpu_shortcut_act_forward(float *y, const float *x, const float *from,
+                                      const dp_shortcut_params *p, dp_act act, float slope,
+                                      dp_threadpool *pool)
+{
+    DP_TRY(check_same_shape(p, act, "shortcut forward"));
+    DP_CPU_NEED(y, "shortcut forward");
+    DP_CPU_NEED(x, "shortcut forward");
+    DP_CPU_NEED(from, "shortcut forward");
+    shortcut_job j = {.y = y, .x = x, .from = from, .alpha = p->alpha, .beta = p->beta,
+                      .slope = slope, .act = act, .image = (size_t)p->C * p->H * p->W};
+    dp_threadpool_for(pool, p->N, shortcut_fwd_task, &j);
+    return DP_OK;
+}
+
+static void shortcut_bwd_task(void *arg, long n, int thread)
+{
+    (void)thread;
+    const shortcut_job *j = arg;
+    const size_t off = (size_t)n * j->image;
+    const float *restrict dy = j->dy + off, *restrict y = j->y + off;
+    float *restrict dx = j->dx != NULL ? j->dx + off : NULL;
+    float *restrict df = j->dfrom != NULL ? j->dfrom + off : NULL;
+    const float a = j->alpha, b = j->beta, neg = j->act == DP_ACT_LEAKY ? j->slope : 0.0f;
+    const int linear = j->act == DP_ACT_LINEAR, relu = j->act == DP_ACT_RELU;
+    for (size_t i = 0; i < j->image; i++) {
+        float g = linear || y[i] > 0.0f ? dy[i] : (relu ? 0.0f : neg * dy[i]);
+        if (dx != NULL) {
+            dx[i] = j->add_dx ? dx[i] + a * g : a * g;
+        }
+        if (df != NULL) {
+            df[i] = j->add_from ? df[i] + b * g : b * g;
+        }
+    }
+}
+
+dp_status dp_cpu_shortcut_act_backward(float *dx, float *dfrom, const float *dy, const float *y,
+                                       const dp_shortcut_params *p, dp_act act, float slope,
+                                       int accumulate_dx, int accumulate_dfrom,
+                                       dp_threadpool *pool)
+{
+    DP_TRY(check_same_shape(p, act, "shortcut backward"));
+    DP_CPU_NEED(dy, "shortcut backward");
+    if (act != DP_ACT_LINEAR) {
+        DP_CPU_NEED(y, "shortcut backward");
+    }
+    shortcut_job j = {.y = (float *)y, .dx = dx, .dfrom = dfrom, .dy = dy, .alpha = p->alpha,
+                      .beta = p->beta, .slope = slope, .act = act, .add_dx = accumulate_dx,
+                      .add_from = accumulate_dfrom, .image = (size_t)p->C * p->H * p->W};
+    dp_threadpool_for(pool, p->N, shortcut_bwd_task, &j);
+    return DP_OK;
+}
+
 // --- channel copy ---
 
 dp_status dp_cpu_channel_copy(float *dst, int dst_C, int dst_c0, const float *src, int src_C,

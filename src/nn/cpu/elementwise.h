@@ -7,6 +7,8 @@
 #include <stddef.h>
 
 #include "core/status.h"
+#include "core/threadpool.h"
+#include "nn/cpu/activation.h"
 
 DP_EXTERN_C_BEGIN
 
@@ -40,6 +42,23 @@ DP_MUST_CHECK dp_status dp_cpu_shortcut_forward(float *y, const float *x, const 
 DP_MUST_CHECK dp_status dp_cpu_shortcut_backward(float *dx, float *dfrom, const float *dy,
                                                  const dp_shortcut_params *p, int accumulate_dx,
                                                  int accumulate_dfrom);
+
+// Shortcut of two tensors of one shape (from_C, from_H, from_W = C, H, W) with its activation,
+// one task per image of pool (NULL: the caller alone): y = act(alpha x + beta from), the same
+// operations as dp_cpu_shortcut_forward followed by dp_cpu_act_forward. act: linear, relu or
+// leaky (dp_bn_act_fusable). Returns DP_ERR_ARG for other shapes or activations.
+//   y (N, C, H, W), host, written (may equal x); x, from (N, C, H, W), host
+DP_MUST_CHECK dp_status dp_cpu_shortcut_act_forward(float *y, const float *x, const float *from,
+                                                    const dp_shortcut_params *p, dp_act act,
+                                                    float slope, dp_threadpool *pool);
+
+// Its backward: g = dy act'(y); dx (+)= alpha g, dfrom (+)= beta g.
+//   dx, dfrom (N, C, H, W), host, or NULL when not needed
+//   dy, y     (N, C, H, W), host: the output gradient and the output
+DP_MUST_CHECK dp_status dp_cpu_shortcut_act_backward(float *dx, float *dfrom, const float *dy,
+                                                     const float *y, const dp_shortcut_params *p,
+                                                     dp_act act, float slope, int accumulate_dx,
+                                                     int accumulate_dfrom, dp_threadpool *pool);
 
 // dst[n, dst_c0 + c, :] (+)= src[n, src_c0 + c, :] for c in [0, count), n in [0, N). Route's
 // forward (each input into its channel range of the output), backward (the output's gradient
