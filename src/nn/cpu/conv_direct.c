@@ -65,11 +65,14 @@ void dp__conv_pad(float *dst, const float *src, int C, int Cp, int H, int W, int
         const float *s = src + (size_t)c * H * W;
         memset(d, 0, top * sizeof(float));
         float *row = d + top;
-        for (int h = 0; h < H; h++, row += Wp) {
+        for (int h = 0; h < H; h++, row += Wp) { // rows are short: loops, not memcpy calls
             for (int i = 0; i < pad_w; i++) {
                 row[i] = 0.0f;
             }
-            memcpy(row + pad_w, s + (size_t)h * W, (size_t)W * sizeof(float));
+            const float *src_row = s + (size_t)h * W;
+            for (int i = 0; i < W; i++) {
+                row[pad_w + i] = src_row[i];
+            }
         }
         memset(d + top + body, 0, (plane - top - body) * sizeof(float));
     }
@@ -130,31 +133,26 @@ void dp__conv_pack_backward(float *wb, int *off, const float *w, const dp_conv_p
     }
 }
 
-// Copies a tile of 4 channels x width flat positions starting at p0 to the valid outputs:
-// written (plus bias) or added.
-static void tile_store(float *y, const float *tile, int width, size_t p0, int kcount, int OHv,
-                       int OWv, int Wp, const float *bias, int accumulate)
+// Copies the valid outputs of flat rows to y: written (plus bias) or added.
+//   flat (Kout, np) with row stride Wp; y (Kout, OHv, OWv)
+static void unpad(float *y, const float *flat, size_t np, int Kout, int OHv, int OWv, int Wp,
+                  const float *bias, int accumulate)
 {
-    const size_t plane = (size_t)OHv * OWv;
-    int oh = (int)(p0 / (size_t)Wp), ow = (int)(p0 % (size_t)Wp);
-    for (int j = 0; j < width && oh < OHv; oh++, ow = 0) {
-        int run = Wp - ow < width - j ? Wp - ow : width - j;
-        int valid = ow < OWv ? (OWv - ow < run ? OWv - ow : run) : 0;
-        for (int i = 0; i < kcount && valid > 0; i++) {
-            float *dst = y + (size_t)i * plane + (size_t)oh * OWv + ow;
-            const float *src = tile + i * width + j;
+    for (int k = 0; k < Kout; k++) {
+        const float b = bias != NULL ? bias[k] : 0.0f;
+        for (int oh = 0; oh < OHv; oh++) {
+            float *restrict dst = y + ((size_t)k * OHv + (size_t)oh) * OWv;
+            const float *restrict src = flat + (size_t)k * np + (size_t)oh * Wp;
             if (accumulate) {
-                for (int q = 0; q < valid; q++) {
+                for (int q = 0; q < OWv; q++) {
                     dst[q] += src[q];
                 }
             } else {
-                const float b = bias != NULL ? bias[i] : 0.0f;
-                for (int q = 0; q < valid; q++) {
+                for (int q = 0; q < OWv; q++) {
                     dst[q] = src[q] + b;
                 }
             }
         }
-        j += run;
     }
 }
 
@@ -166,68 +164,113 @@ static void tile_store(float *y, const float *tile, int width, size_t p0, int kc
 // it, which repeats (often cache-line-splitting) loads and makes the kernels load-bound.
 #define PIN(v) __asm__("" : "+x"(v))
 
-// tile[i][0, 8 v) = sum_t wpack[t][i] in[off[t] + j], for i < 4.
-DP_INLINE void micro_tile(float *restrict tile, const float *restrict in,
-                          const float *restrict wpack, const int *restrict off, int ntap,
-                          const int v)
+// One weight broadcast times the input vectors of a tap into one accumulator row.
+#define ROW3(a0, a1, a2, wptr)                                                                     \
+    do {                                                                                           \
+        __m256 b_ = _mm256_broadcast_ss(wptr);                                                     \
+        a0 = _mm256_fmadd_ps(b_, x0, a0);                                                          \
+        a1 = _mm256_fmadd_ps(b_, x1, a1);                                                          \
+        a2 = _mm256_fmadd_ps(b_, x2, a2);                                                          \
+    } while (0)
+#define ROW2(a0, a1, wptr)                                                                         \
+    do {                                                                                           \
+        __m256 b_ = _mm256_broadcast_ss(wptr);                                                     \
+        a0 = _mm256_fmadd_ps(b_, x0, a0);                                                          \
+        a1 = _mm256_fmadd_ps(b_, x1, a1);                                                          \
+    } while (0)
+
+// out[i][0, 24) (row stride ld) = sum_t wpack[t][i] in[off[t] + j], for i < 4: 12
+// accumulators, 3 input vectors and a broadcast weight in registers (16 in all; named
+// variables, since GCC keeps an accumulator array in memory).
+static void micro_tile3(float *restrict out, size_t ld, const float *restrict in,
+                        const float *restrict wpack, const int *restrict off, int ntap)
 {
-    __m256 acc[DP__CONV_MR][3];
-    for (int i = 0; i < DP__CONV_MR; i++) {
-        for (int j = 0; j < v; j++) {
-            acc[i][j] = _mm256_setzero_ps();
-        }
-    }
+    __m256 a00 = _mm256_setzero_ps(), a01 = a00, a02 = a00, a10 = a00, a11 = a00, a12 = a00;
+    __m256 a20 = a00, a21 = a00, a22 = a00, a30 = a00, a31 = a00, a32 = a00;
     for (int t = 0; t < ntap; t++) {
-        const float *x = in + off[t];
-        __m256 xv[3];
-        for (int j = 0; j < v; j++) {
-            xv[j] = _mm256_loadu_ps(x + 8 * j);
-        }
-        const float *w = wpack + (size_t)t * DP__CONV_MR;
-        for (int i = 0; i < DP__CONV_MR; i++) {
-            __m256 b = _mm256_broadcast_ss(w + i);
-            for (int j = 0; j < v; j++) {
-                acc[i][j] = _mm256_fmadd_ps(b, xv[j], acc[i][j]);
-            }
-        }
+        const float *x = in + off[t], *w = wpack + (size_t)t * DP__CONV_MR;
+        __m256 x0 = _mm256_loadu_ps(x), x1 = _mm256_loadu_ps(x + 8), x2 = _mm256_loadu_ps(x + 16);
+        PIN(x0);
+        PIN(x1);
+        PIN(x2);
+        ROW3(a00, a01, a02, w);
+        ROW3(a10, a11, a12, w + 1);
+        ROW3(a20, a21, a22, w + 2);
+        ROW3(a30, a31, a32, w + 3);
     }
-    for (int i = 0; i < DP__CONV_MR; i++) {
-        for (int j = 0; j < v; j++) {
-            _mm256_storeu_ps(tile + i * 8 * v + 8 * j, acc[i][j]);
-        }
+    _mm256_storeu_ps(out, a00);
+    _mm256_storeu_ps(out + 8, a01);
+    _mm256_storeu_ps(out + 16, a02);
+    out += ld;
+    _mm256_storeu_ps(out, a10);
+    _mm256_storeu_ps(out + 8, a11);
+    _mm256_storeu_ps(out + 16, a12);
+    out += ld;
+    _mm256_storeu_ps(out, a20);
+    _mm256_storeu_ps(out + 8, a21);
+    _mm256_storeu_ps(out + 16, a22);
+    out += ld;
+    _mm256_storeu_ps(out, a30);
+    _mm256_storeu_ps(out + 8, a31);
+    _mm256_storeu_ps(out + 16, a32);
+}
+
+// The same for 16 positions (8 accumulators).
+static void micro_tile2(float *restrict out, size_t ld, const float *restrict in,
+                        const float *restrict wpack, const int *restrict off, int ntap)
+{
+    __m256 a00 = _mm256_setzero_ps(), a01 = a00, a10 = a00, a11 = a00;
+    __m256 a20 = a00, a21 = a00, a30 = a00, a31 = a00;
+    for (int t = 0; t < ntap; t++) {
+        const float *x = in + off[t], *w = wpack + (size_t)t * DP__CONV_MR;
+        __m256 x0 = _mm256_loadu_ps(x), x1 = _mm256_loadu_ps(x + 8);
+        PIN(x0);
+        PIN(x1);
+        ROW2(a00, a01, w);
+        ROW2(a10, a11, w + 1);
+        ROW2(a20, a21, w + 2);
+        ROW2(a30, a31, w + 3);
     }
+    _mm256_storeu_ps(out, a00);
+    _mm256_storeu_ps(out + 8, a01);
+    out += ld;
+    _mm256_storeu_ps(out, a10);
+    _mm256_storeu_ps(out + 8, a11);
+    out += ld;
+    _mm256_storeu_ps(out, a20);
+    _mm256_storeu_ps(out + 8, a21);
+    out += ld;
+    _mm256_storeu_ps(out, a30);
+    _mm256_storeu_ps(out + 8, a31);
 }
 
-static void micro_tile2(float *tile, const float *in, const float *wpack, const int *off, int ntap)
+void dp__conv_direct_image(float *y, float *flat, const float *in, const float *wpack,
+                           const int *off, int ntap, int Kout, int OHv, int OWv, int Wp, size_t np,
+                           int v, size_t in_floats, const float *bias, int accumulate)
 {
-    micro_tile(tile, in, wpack, off, ntap, 2);
-}
-
-static void micro_tile3(float *tile, const float *in, const float *wpack, const int *off, int ntap)
-{
-    micro_tile(tile, in, wpack, off, ntap, 3);
-}
-
-void dp__conv_direct_image(float *y, const float *in, const float *wpack, const int *off,
-                           int ntap, int Kout, int OHv, int OWv, int Wp, size_t np, int v,
-                           const float *bias, int accumulate)
-{
-    float tile[DP__CONV_MR * 24] __attribute__((aligned(32)));
-    const int width = 8 * v;
-    const size_t plane = (size_t)OHv * OWv;
-    for (size_t p0 = 0; p0 < np; p0 += (size_t)width) {
+    const size_t width = 8 * (size_t)v;
+    const size_t w_bytes = (size_t)Kout * ntap * sizeof(float);
+    // Positions outer (the input window stays in L1 across the channel blocks) unless the
+    // weights are the larger set and the whole input fits in L1 (small images, many channels).
+    const int k_outer = in_floats * sizeof(float) <= 24 * 1024 && w_bytes > 24 * 1024;
+    void (*tile)(float *, size_t, const float *, const float *, const int *, int) =
+        v == 3 ? micro_tile3 : micro_tile2;
+    if (k_outer) {
         for (int kb = 0; kb < Kout; kb += DP__CONV_MR) {
-            const float *wk = wpack + (size_t)kb * ntap;
-            if (v == 3) {
-                micro_tile3(tile, in + p0, wk, off, ntap);
-            } else {
-                micro_tile2(tile, in + p0, wk, off, ntap);
+            for (size_t p0 = 0; p0 < np; p0 += width) {
+                tile(flat + (size_t)kb * np + p0, np, in + p0, wpack + (size_t)kb * ntap, off,
+                     ntap);
             }
-            int kcount = Kout - kb < DP__CONV_MR ? Kout - kb : DP__CONV_MR;
-            tile_store(y + (size_t)kb * plane, tile, width, p0, kcount, OHv, OWv, Wp,
-                       bias != NULL ? bias + kb : NULL, accumulate);
+        }
+    } else {
+        for (size_t p0 = 0; p0 < np; p0 += width) {
+            for (int kb = 0; kb < Kout; kb += DP__CONV_MR) {
+                tile(flat + (size_t)kb * np + p0, np, in + p0, wpack + (size_t)kb * ntap, off,
+                     ntap);
+            }
         }
     }
+    unpad(y, flat, np, Kout, OHv, OWv, Wp, bias, accumulate);
 }
 
 // The 8 lanes of each of a0..a7 added pairwise: lane i of the result is the sum of ai.
@@ -309,13 +352,13 @@ void dp__conv_direct_filter(float *dw, int accumulate, const float *dyf, size_t 
 
 #else // no AVX2/FMA: dp__conv_direct_ok is 0 and these are never called
 
-void dp__conv_direct_image(float *y, const float *in, const float *wpack, const int *off,
-                           int ntap, int Kout, int OHv, int OWv, int Wp, size_t np, int v,
-                           const float *bias, int accumulate)
+void dp__conv_direct_image(float *y, float *flat, const float *in, const float *wpack,
+                           const int *off, int ntap, int Kout, int OHv, int OWv, int Wp, size_t np,
+                           int v, size_t in_floats, const float *bias, int accumulate)
 {
-    (void)y, (void)in, (void)wpack, (void)off, (void)ntap, (void)Kout, (void)OHv, (void)OWv;
-    (void)Wp, (void)np, (void)v, (void)bias, (void)accumulate;
-    (void)tile_store;
+    (void)y, (void)flat, (void)in, (void)wpack, (void)off, (void)ntap, (void)Kout, (void)OHv;
+    (void)OWv, (void)Wp, (void)np, (void)v, (void)in_floats, (void)bias, (void)accumulate;
+    (void)unpad;
 }
 
 void dp__conv_direct_filter(float *dw, int accumulate, const float *dyf, size_t dy_stride,

@@ -71,12 +71,13 @@ void dp__conv_pack_backward(float *wb, int *off, const float *w, const dp_conv_p
 // One image of a direct convolution over flat padded planes:
 //   y (Kout, OHv, OWv) NCHW = sum over taps of packed weights x in[off[t] + p], written
 //   (accumulate = 0, plus bias[k] when bias is not NULL) or added (accumulate = 1).
-//   in     the padded input planes of the image
+//   flat   scratch of Kp x np floats: the output in flat layout before it is copied to y
+//   in     the padded input planes of the image, in_floats in all
 //   wpack  (Kp / 4, ntap, 4) as dp__conv_pack_forward / _backward make
 //   np     flat positions to compute (a multiple of 8 v); v in {2, 3}
-void dp__conv_direct_image(float *y, const float *in, const float *wpack, const int *off,
-                           int ntap, int Kout, int OHv, int OWv, int Wp, size_t np, int v,
-                           const float *bias, int accumulate);
+void dp__conv_direct_image(float *y, float *flat, const float *in, const float *wpack,
+                           const int *off, int ntap, int Kout, int OHv, int OWv, int Wp, size_t np,
+                           int v, size_t in_floats, const float *bias, int accumulate);
 
 // Filter gradient of a group of images: dw[k][t] = (accumulate ? dw[k][t] : 0) + sum over the
 // images i of sum_p dyf_i[k][p] xpad_i[off[t] + p], p in [0, npw).

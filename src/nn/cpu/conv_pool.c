@@ -16,7 +16,7 @@
 
 enum {
     MAX_CHUNKS = 16,             // partial filter gradients per backward pass
-    MIN_GROUP_POSITIONS = 192,   // flat positions per filter-gradient pass (groups small images)
+    MIN_GROUP_POSITIONS = 512,   // flat positions per filter-gradient pass (groups small images)
     REDUCE_BLOCK = 4096,         // weights per task of the final sum
 };
 #define PARTIAL_FLOATS_MAX ((size_t)1 << 22) // cap of all partials together (16 MiB)
@@ -30,7 +30,7 @@ typedef struct plan {
     size_t nw;                                      // weights
     size_t wf_at, wb_at, offf_at, offb_at, part_at; // shared, bytes from ws
     size_t slice_at, slice_bytes;                   // per-thread slices
-    size_t x_at, dy_at, dz_at, col_bytes;           // within a slice
+    size_t x_at, dy_at, dz_at, flat_at, col_bytes;  // within a slice
     size_t total_bytes;
 } plan;
 
@@ -70,6 +70,8 @@ static void plan_init(plan *pl, const dp_conv_params *p, int threads)
         }
         pl->x_at = take(&slice, (size_t)pl->group * p->C * g->plane_x * sizeof(float));
         pl->dy_at = take(&slice, (size_t)pl->group * g->Kp * g->plane_dy * sizeof(float));
+        size_t flat_f = (size_t)g->Kp * g->npf, flat_b = (size_t)g->Cp * g->npb;
+        pl->flat_at = take(&slice, (flat_f > flat_b ? flat_f : flat_b) * sizeof(float));
     } else {
         pl->col_bytes = dp_cpu_conv_workspace_bytes(&pl->p1);
         pl->x_at = take(&slice, pl->col_bytes);
@@ -157,8 +159,10 @@ static void fwd_task(void *arg, long n, int thread)
         const dp__conv_geom *g = &pl->g;
         float *xpad = slice_of(pl, j->ws, thread, pl->x_at);
         dp__conv_pad(xpad, x, p->C, p->C, p->H, p->W, p->pad_h, p->pad_w, g->Wp, g->plane_x);
-        dp__conv_direct_image(y, xpad, at(j->ws, pl->wf_at), at(j->ws, pl->offf_at), g->ntap,
-                              p->K, p->out_h, p->out_w, g->Wp, g->npf, g->vf, j->bias, 0);
+        dp__conv_direct_image(y, slice_of(pl, j->ws, thread, pl->flat_at), xpad,
+                              at(j->ws, pl->wf_at), at(j->ws, pl->offf_at), g->ntap, p->K,
+                              p->out_h, p->out_w, g->Wp, g->npf, g->vf,
+                              (size_t)p->C * g->plane_x, j->bias, 0);
     } else {
         dp_status st = dp_cpu_conv_forward(y, x, j->w, j->bias, p,
                                            slice_of(pl, j->ws, thread, 0), pl->col_bytes);
@@ -252,9 +256,10 @@ static void bwd_chunk_direct(const bwd_job *j, float *part, int a, int b, int th
                                at(j->ws, pl->offf_at), g->ntap, p->K, g->plane_dy, g->npw);
         for (int i = 0; i < gn && j->dx != NULL; i++) {
             float *dx = j->dx + (size_t)(n0 + i) * p->C * hw;
-            dp__conv_direct_image(dx, dybuf + i * dy_stride, at(j->ws, pl->wb_at),
+            dp__conv_direct_image(dx, slice_of(pl, j->ws, thread, pl->flat_at),
+                                  dybuf + i * dy_stride, at(j->ws, pl->wb_at),
                                   at(j->ws, pl->offb_at), g->nbtap, p->C, p->H, p->W, g->Wp,
-                                  g->npb, g->vb, NULL, j->accum_dx);
+                                  g->npb, g->vb, (size_t)p->K * g->plane_dy, NULL, j->accum_dx);
         }
     }
 }
