@@ -59,22 +59,20 @@ void dp__conv_geom_init(dp__conv_geom *g, const dp_conv_params *p)
 void dp__conv_pad(float *dst, const float *src, int C, int Cp, int H, int W, int pad_h, int pad_w,
                   int Wp, size_t plane)
 {
-    const size_t top = (size_t)pad_h * Wp, body = (size_t)H * Wp;
+    const size_t top = (size_t)pad_h * Wp + (size_t)pad_w;
     for (int c = 0; c < C; c++) {
+        // One memset of the plane, then the rows: short rows and per-row zeros would be libc
+        // calls (GCC turns the small zero loops into memset).
         float *d = dst + (size_t)c * plane;
         const float *s = src + (size_t)c * H * W;
-        memset(d, 0, top * sizeof(float));
-        float *row = d + top;
-        for (int h = 0; h < H; h++, row += Wp) { // rows are short: loops, not memcpy calls
-            for (int i = 0; i < pad_w; i++) {
-                row[i] = 0.0f;
-            }
-            const float *src_row = s + (size_t)h * W;
+        memset(d, 0, plane * sizeof(float));
+        for (int h = 0; h < H; h++) {
+            float *restrict row = d + top + (size_t)h * Wp;
+            const float *restrict src_row = s + (size_t)h * W;
             for (int i = 0; i < W; i++) {
-                row[pad_w + i] = src_row[i];
+                row[i] = src_row[i];
             }
         }
-        memset(d + top + body, 0, (plane - top - body) * sizeof(float));
     }
     if (Cp > C) {
         memset(dst + (size_t)C * plane, 0, (size_t)(Cp - C) * plane * sizeof(float));

@@ -179,24 +179,56 @@ dp_status dp_cpu_shortcut_act_forward(float *y, const float *x, const float *fro
     return DP_OK;
 }
 
+// out (+)= scale g with g = dy act'(y), over one image; one loop per case so that each
+// vectorizes.
+static void scaled_grad(float *restrict out, const float *restrict dy, const float *restrict y,
+                        size_t n, float scale, dp_act act, float slope, int add)
+{
+    if (act == DP_ACT_LINEAR) {
+        if (add) {
+            for (size_t i = 0; i < n; i++) {
+                out[i] += scale * dy[i];
+            }
+        } else {
+            for (size_t i = 0; i < n; i++) {
+                out[i] = scale * dy[i];
+            }
+        }
+        return;
+    }
+    const float neg = act == DP_ACT_LEAKY ? slope : 0.0f;
+    if (act == DP_ACT_RELU && add) {
+        for (size_t i = 0; i < n; i++) {
+            out[i] += scale * (y[i] > 0.0f ? dy[i] : 0.0f);
+        }
+    } else if (act == DP_ACT_RELU) {
+        for (size_t i = 0; i < n; i++) {
+            out[i] = scale * (y[i] > 0.0f ? dy[i] : 0.0f);
+        }
+    } else if (add) {
+        for (size_t i = 0; i < n; i++) {
+            out[i] += scale * (y[i] > 0.0f ? dy[i] : neg * dy[i]);
+        }
+    } else {
+        for (size_t i = 0; i < n; i++) {
+            out[i] = scale * (y[i] > 0.0f ? dy[i] : neg * dy[i]);
+        }
+    }
+}
+
 static void shortcut_bwd_task(void *arg, long n, int thread)
 {
     (void)thread;
     const shortcut_job *j = arg;
     const size_t off = (size_t)n * j->image;
-    const float *restrict dy = j->dy + off, *restrict y = j->y + off;
-    float *restrict dx = j->dx != NULL ? j->dx + off : NULL;
-    float *restrict df = j->dfrom != NULL ? j->dfrom + off : NULL;
-    const float a = j->alpha, b = j->beta, neg = j->act == DP_ACT_LEAKY ? j->slope : 0.0f;
-    const int linear = j->act == DP_ACT_LINEAR, relu = j->act == DP_ACT_RELU;
-    for (size_t i = 0; i < j->image; i++) {
-        float g = linear || y[i] > 0.0f ? dy[i] : (relu ? 0.0f : neg * dy[i]);
-        if (dx != NULL) {
-            dx[i] = j->add_dx ? dx[i] + a * g : a * g;
-        }
-        if (df != NULL) {
-            df[i] = j->add_from ? df[i] + b * g : b * g;
-        }
+    const float *y = j->y != NULL ? j->y + off : NULL;
+    if (j->dx != NULL) {
+        scaled_grad(j->dx + off, j->dy + off, y, j->image, j->alpha, j->act, j->slope,
+                    j->add_dx);
+    }
+    if (j->dfrom != NULL) {
+        scaled_grad(j->dfrom + off, j->dy + off, y, j->image, j->beta, j->act, j->slope,
+                    j->add_from);
     }
 }
 
