@@ -82,10 +82,11 @@ DP_MUST_CHECK dp_status dp_cpu_conv_backward_filter(float *dw, float *db, const 
 // The same operations over the batch, split across the threads of pool (NULL: the caller
 // alone): one task per image forward, one per chunk of images backward with a partial filter
 // gradient per chunk, added in chunk order. Chunks depend on N and the weight count only, so
-// every result is bitwise the same for any thread count and schedule. Stride 1 and groups 1
-// (with pad <= dil (window - 1)) run direct AVX2/FMA kernels where the build has them
-// (-Dnative); everything else runs the per-image kernels above. OpenBLAS must run 1 thread
-// (the pool is the parallelism; dp_blas_set_threads sees to that).
+// every result is bitwise the same for any thread count and schedule. Where the build has
+// AVX2/FMA (-Dnative), stride 1 and groups 1 (with pad <= dil (window - 1)) run direct kernels
+// on padded planes, and other groups-1 convolutions feed im2col columns to the same
+// micro-kernels; grouped ones, and builds without AVX2/FMA, run the per-image kernels above.
+// OpenBLAS must run 1 thread (the pool is the parallelism; dp_blas_set_threads sees to that).
 
 // What the forward pass does to each image's output while it is in cache (bn_act.h), in
 // this order: batch-norm plane statistics of the raw output; the affine map

@@ -131,6 +131,23 @@ void dp__conv_pack_backward(float *wb, int *off, const float *w, const dp_conv_p
     }
 }
 
+void dp__conv_pack_rows(float *wp, const float *m, int rows, int cols, int transpose)
+{
+    for (int rb = 0; rb < rows; rb += DP__CONV_MR) {
+        float *dst = wp + (size_t)rb * cols;
+        for (int c = 0; c < cols; c++) {
+            for (int i = 0; i < DP__CONV_MR; i++) {
+                int r = rb + i;
+                float v = 0.0f;
+                if (r < rows) {
+                    v = transpose ? m[(size_t)c * rows + r] : m[(size_t)r * cols + c];
+                }
+                dst[(size_t)c * DP__CONV_MR + i] = v;
+            }
+        }
+    }
+}
+
 // Copies the valid outputs of flat rows to y: written (plus bias) or added.
 //   flat (Kout, np) with row stride Wp; y (Kout, OHv, OWv)
 static void unpad(float *y, const float *flat, size_t np, int Kout, int OHv, int OWv, int Wp,
@@ -268,7 +285,9 @@ void dp__conv_direct_image(float *y, float *flat, const float *in, const float *
             }
         }
     }
-    unpad(y, flat, np, Kout, OHv, OWv, Wp, bias, accumulate);
+    if (y != NULL) {
+        unpad(y, flat, np, Kout, OHv, OWv, Wp, bias, accumulate);
+    }
 }
 
 // The 8 lanes of each of a0..a7 added pairwise: lane i of the result is the sum of ai.

@@ -68,10 +68,17 @@ void dp__conv_pack_forward(float *wf, int *off, const float *w, const dp_conv_pa
 void dp__conv_pack_backward(float *wb, int *off, const float *w, const dp_conv_params *p,
                             const dp__conv_geom *g);
 
+// Packs a matrix by blocks of 4 rows for the micro-kernels: wp[rb][c][i] = M[rb + i][c], 0 for
+// rb + i >= rows, with M = m (rows, cols) row-major, or its transpose when m is (cols, rows).
+//   wp (round_up(rows, 4), cols)
+void dp__conv_pack_rows(float *wp, const float *m, int rows, int cols, int transpose);
+
 // One image of a direct convolution over flat padded planes:
 //   y (Kout, OHv, OWv) NCHW = sum over taps of packed weights x in[off[t] + p], written
-//   (accumulate = 0, plus bias[k] when bias is not NULL) or added (accumulate = 1).
-//   flat   scratch of Kp x np floats: the output in flat layout before it is copied to y
+//   (accumulate = 0, plus bias[k] when bias is not NULL) or added (accumulate = 1); y NULL:
+//   the result stays in flat.
+//   flat   scratch of Kp x np floats: the output in flat layout (row k at k np) before it is
+//          copied to y
 //   in     the padded input planes of the image, in_floats in all
 //   wpack  (Kp / 4, ntap, 4) as dp__conv_pack_forward / _backward make
 //   np     flat positions to compute (a multiple of 8 v); v in {2, 3}

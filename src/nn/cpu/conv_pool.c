@@ -3,7 +3,8 @@
 // writing its own partial filter gradient, and the partials are added in chunk order at the
 // end. The chunks depend on N and the weight count only, so the results are the same for any
 // thread count and any schedule. Stride-1, groups-1 convolutions take the direct kernels
-// (conv_direct.c); the others run the per-image im2col + sgemm of conv.c with 1-image params.
+// (conv_direct.c); other groups-1 convolutions feed im2col columns to the same micro-kernels;
+// grouped ones run the per-image im2col + sgemm of conv.c with 1-image params.
 #include <stdint.h>
 #include <string.h>
 
@@ -21,16 +22,26 @@ enum {
 };
 #define PARTIAL_FLOATS_MAX ((size_t)1 << 22) // cap of all partials together (16 MiB)
 
+// How the images are convolved: direct kernels on flat padded planes (stride 1, groups 1);
+// im2col into columns, then the same micro-kernels with the columns as their "planes" (other
+// strides and dilations, groups 1); or conv.c's per-image im2col + sgemm (groups, depthwise,
+// and builds without AVX2/FMA).
+typedef enum mode { MODE_DIRECT, MODE_COLS, MODE_REF } mode;
+
 // Where everything lives in the workspace: a shared part, then one slice per thread.
 typedef struct plan {
-    int direct;
-    dp__conv_geom g;
+    mode mode;
+    dp__conv_geom g;   // MODE_DIRECT
     dp_conv_params p1; // p with N = 1 (the per-image kernels of conv.c)
     int chunks, group;
     size_t nw;                                      // weights
     size_t wf_at, wb_at, offf_at, offb_at, part_at; // shared, bytes from ws
     size_t slice_at, slice_bytes;                   // per-thread slices
     size_t x_at, dy_at, dz_at, flat_at, col_bytes;  // within a slice
+    // MODE_COLS: columns of crs = C R S rows of ld floats (ld = np: out_h out_w rounded up to
+    // the tile), dy as Kp rows of ld, the micro-tile width v
+    int crs, crs_p, Kp, v;
+    size_t ohw, ld;
     size_t total_bytes;
 } plan;
 
@@ -39,6 +50,58 @@ static size_t take(size_t *at, size_t bytes)
     size_t here = *at;
     *at += (bytes + 63) / 64 * 64;
     return here;
+}
+
+static size_t round_up(size_t n, size_t m)
+{
+    return (n + m - 1) / m * m;
+}
+
+// Images padded together for the filter gradient: up to 8, as many as make MIN_GROUP_POSITIONS
+// positions, no more than the smallest chunk, and (columns) within about 256 KiB per thread.
+static int pick_group(const plan *pl, int N, size_t positions, size_t floats_per_image)
+{
+    int min_chunk = N / pl->chunks, group = 1;
+    while (group < 8 && group * 2 <= min_chunk && (size_t)group * positions < MIN_GROUP_POSITIONS &&
+           (floats_per_image == 0 || (size_t)group * 2 * floats_per_image * 4 <= 256 * 1024)) {
+        group *= 2;
+    }
+    return group;
+}
+
+static void plan_direct(plan *pl, const dp_conv_params *p, size_t *at, size_t *slice)
+{
+    dp__conv_geom *g = &pl->g;
+    dp__conv_geom_init(g, p);
+    pl->wf_at = take(at, (size_t)g->Kp * g->ntap * sizeof(float));
+    pl->wb_at = take(at, (size_t)g->Cp * g->nbtap * sizeof(float));
+    pl->offf_at = take(at, (size_t)g->ntap * sizeof(int));
+    pl->offb_at = take(at, (size_t)g->nbtap * sizeof(int));
+    pl->group = pick_group(pl, p->N, (size_t)p->out_h * g->Wp, 0);
+    pl->x_at = take(slice, (size_t)pl->group * p->C * g->plane_x * sizeof(float));
+    pl->dy_at = take(slice, (size_t)pl->group * g->Kp * g->plane_dy * sizeof(float));
+    size_t flat_f = (size_t)g->Kp * g->npf, flat_b = (size_t)g->Cp * g->npb;
+    pl->flat_at = take(slice, (flat_f > flat_b ? flat_f : flat_b) * sizeof(float));
+}
+
+static void plan_cols(plan *pl, const dp_conv_params *p, size_t *at, size_t *slice)
+{
+    pl->crs = p->C * p->R * p->S;
+    pl->crs_p = (int)round_up((size_t)pl->crs, DP__CONV_MR);
+    pl->Kp = (int)round_up((size_t)p->K, DP__CONV_MR);
+    pl->ohw = (size_t)p->out_h * p->out_w;
+    pl->v = round_up(pl->ohw, 16) < round_up(pl->ohw, 24) ? 2 : 3;
+    pl->ld = round_up(pl->ohw, 8 * (size_t)pl->v);
+    pl->wf_at = take(at, (size_t)pl->Kp * pl->crs * sizeof(float));
+    pl->wb_at = take(at, (size_t)pl->crs_p * p->K * sizeof(float));
+    pl->offf_at = take(at, (size_t)pl->crs * sizeof(int));
+    pl->offb_at = take(at, (size_t)p->K * sizeof(int));
+    size_t per_image = ((size_t)pl->crs + (size_t)pl->Kp) * pl->ld;
+    pl->group = pick_group(pl, p->N, pl->ohw, per_image);
+    pl->x_at = take(slice, (size_t)pl->group * pl->crs * pl->ld * sizeof(float));
+    pl->dy_at = take(slice, (size_t)pl->group * pl->Kp * pl->ld * sizeof(float));
+    size_t rows = (size_t)(pl->Kp > pl->crs_p ? pl->Kp : pl->crs_p);
+    pl->flat_at = take(slice, rows * pl->ld * sizeof(float));
 }
 
 static void plan_init(plan *pl, const dp_conv_params *p, int threads)
@@ -51,27 +114,16 @@ static void plan_init(plan *pl, const dp_conv_params *p, int threads)
     while (pl->chunks > 1 && (size_t)pl->chunks * pl->nw > PARTIAL_FLOATS_MAX) {
         pl->chunks--;
     }
-    pl->direct = dp__conv_direct_ok(p);
+    pl->mode = dp__conv_direct_ok(p) ? MODE_DIRECT
+               : (DP_CONV_DIRECT && p->groups == 1) ? MODE_COLS
+                                                    : MODE_REF;
     size_t at = 0;
     pl->part_at = take(&at, (size_t)pl->chunks * pl->nw * sizeof(float));
     size_t slice = 0;
-    if (pl->direct) {
-        dp__conv_geom *g = &pl->g;
-        dp__conv_geom_init(g, p);
-        pl->wf_at = take(&at, (size_t)g->Kp * g->ntap * sizeof(float));
-        pl->wb_at = take(&at, (size_t)g->Cp * g->nbtap * sizeof(float));
-        pl->offf_at = take(&at, (size_t)g->ntap * sizeof(int));
-        pl->offb_at = take(&at, (size_t)g->nbtap * sizeof(int));
-        int min_chunk = p->N / pl->chunks;
-        pl->group = 1;
-        while (pl->group < 8 && pl->group * 2 <= min_chunk &&
-               (size_t)pl->group * p->out_h * g->Wp < MIN_GROUP_POSITIONS) {
-            pl->group *= 2;
-        }
-        pl->x_at = take(&slice, (size_t)pl->group * p->C * g->plane_x * sizeof(float));
-        pl->dy_at = take(&slice, (size_t)pl->group * g->Kp * g->plane_dy * sizeof(float));
-        size_t flat_f = (size_t)g->Kp * g->npf, flat_b = (size_t)g->Cp * g->npb;
-        pl->flat_at = take(&slice, (flat_f > flat_b ? flat_f : flat_b) * sizeof(float));
+    if (pl->mode == MODE_DIRECT) {
+        plan_direct(pl, p, &at, &slice);
+    } else if (pl->mode == MODE_COLS) {
+        plan_cols(pl, p, &at, &slice);
     } else {
         pl->col_bytes = dp_cpu_conv_workspace_bytes(&pl->p1);
         pl->x_at = take(&slice, pl->col_bytes);
@@ -123,6 +175,46 @@ static void *slice_of(const plan *pl, void *ws, int thread, size_t offset)
     return at(ws, pl->slice_at + (size_t)thread * pl->slice_bytes + offset);
 }
 
+// --- columns (MODE_COLS) ---
+
+// im2col of one image into crs rows of pl->ld floats, the tail of each row zeroed (the filter
+// gradient multiplies it by dy's zero tail, so it must be finite).
+static void columns(const plan *pl, float *col, const float *x)
+{
+    dp_cpu_conv_im2col(col, pl->ld, x, pl->p1.C, &pl->p1);
+    for (int r = 0; r < pl->crs; r++) {
+        memset(col + (size_t)r * pl->ld + pl->ohw, 0, (pl->ld - pl->ohw) * sizeof(float));
+    }
+}
+
+// dz (K, ohw) of one image into Kp rows of pl->ld floats, zero outside the values.
+static void dz_rows(const plan *pl, float *dst, const float *dz)
+{
+    for (int k = 0; k < pl->Kp; k++) {
+        float *row = dst + (size_t)k * pl->ld;
+        size_t n = k < pl->p1.K ? pl->ohw : 0;
+        if (n > 0) {
+            memcpy(row, dz + (size_t)k * pl->ohw, n * sizeof(float));
+        }
+        memset(row + n, 0, (pl->ld - n) * sizeof(float));
+    }
+}
+
+static void pack_cols(const plan *pl, void *ws, const float *w, int backward)
+{
+    dp__conv_pack_rows(at(ws, pl->wf_at), w, pl->p1.K, pl->crs, 0);
+    int *off_t = at(ws, pl->offf_at), *off_k = at(ws, pl->offb_at);
+    for (int t = 0; t < pl->crs; t++) {
+        off_t[t] = (int)((size_t)t * pl->ld);
+    }
+    if (backward) {
+        dp__conv_pack_rows(at(ws, pl->wb_at), w, pl->crs, pl->p1.K, 1);
+        for (int k = 0; k < pl->p1.K; k++) {
+            off_k[k] = (int)((size_t)k * pl->ld);
+        }
+    }
+}
+
 // --- forward ---
 
 typedef struct fwd_job {
@@ -155,7 +247,14 @@ static void fwd_task(void *arg, long n, int thread)
     const size_t hw = (size_t)p->H * p->W, ohw = (size_t)p->out_h * p->out_w;
     float *y = j->y + (size_t)n * p->K * ohw;
     const float *x = j->x + (size_t)n * p->C * hw;
-    if (pl->direct) {
+    if (pl->mode == MODE_COLS) {
+        float *col = slice_of(pl, j->ws, thread, pl->x_at);
+        columns(pl, col, x);
+        dp__conv_direct_image(y, slice_of(pl, j->ws, thread, pl->flat_at), col,
+                              at(j->ws, pl->wf_at), at(j->ws, pl->offf_at), pl->crs, p->K,
+                              p->out_h, p->out_w, p->out_w, pl->ld, pl->v,
+                              (size_t)pl->crs * pl->ld, j->bias, 0);
+    } else if (pl->mode == MODE_DIRECT) {
         const dp__conv_geom *g = &pl->g;
         float *xpad = slice_of(pl, j->ws, thread, pl->x_at);
         dp__conv_pad(xpad, x, p->C, p->C, p->H, p->W, p->pad_h, p->pad_w, g->Wp, g->plane_x);
@@ -188,8 +287,10 @@ dp_status dp_cpu_conv_forward_pool(float *y, const float *x, const float *w, con
                                 (int)ep->act);
         }
     }
-    if (pl.direct) {
+    if (pl.mode == MODE_DIRECT) {
         dp__conv_pack_forward(at(ws, pl.wf_at), at(ws, pl.offf_at), w, p, &pl.g);
+    } else if (pl.mode == MODE_COLS) {
+        pack_cols(&pl, ws, w, 0);
     }
     fwd_job j = {&pl, y, x, w, bias, ep, ws};
     dp_threadpool_for(pool, p->N, fwd_task, &j);
@@ -264,6 +365,39 @@ static void bwd_chunk_direct(const bwd_job *j, float *part, int a, int b, int th
     }
 }
 
+// Images [a, b) of a chunk through columns, in groups of pl->group.
+static void bwd_chunk_cols(const bwd_job *j, float *part, int a, int b, int thread)
+{
+    const plan *pl = j->pl;
+    const dp_conv_params *p = &pl->p1;
+    const size_t hw = (size_t)p->H * p->W;
+    const size_t col_stride = (size_t)pl->crs * pl->ld, dy_stride = (size_t)pl->Kp * pl->ld;
+    float *cols = slice_of(pl, j->ws, thread, pl->x_at);
+    float *dys = slice_of(pl, j->ws, thread, pl->dy_at);
+    float *flat = slice_of(pl, j->ws, thread, pl->flat_at);
+    for (int n0 = a; n0 < b; n0 += pl->group) {
+        int gn = b - n0 < pl->group ? b - n0 : pl->group;
+        for (int i = 0; i < gn; i++) {
+            columns(pl, cols + i * col_stride, j->x + (size_t)(n0 + i) * p->C * hw);
+            dz_rows(pl, dys + i * dy_stride, dz_of(j, n0 + i, thread));
+        }
+        dp__conv_direct_filter(part, n0 != a, dys, dy_stride, cols, col_stride, gn,
+                               at(j->ws, pl->offf_at), pl->crs, p->K, pl->ld,
+                               round_up(pl->ohw, 8));
+        for (int i = 0; i < gn && j->dx != NULL; i++) {
+            // dcol = w^T dz (crs rows of ld in flat), then folded back onto dx
+            dp__conv_direct_image(NULL, flat, dys + i * dy_stride, at(j->ws, pl->wb_at),
+                                  at(j->ws, pl->offb_at), p->K, pl->crs, 1, 1, 1, pl->ld, pl->v,
+                                  dy_stride, NULL, 0);
+            float *dx = j->dx + (size_t)(n0 + i) * p->C * hw;
+            if (!j->accum_dx) {
+                memset(dx, 0, (size_t)p->C * hw * sizeof(float));
+            }
+            dp_cpu_conv_col2im(dx, flat, pl->ld, p->C, p);
+        }
+    }
+}
+
 static void bwd_task(void *arg, long c, int thread)
 {
     const bwd_job *j = arg;
@@ -272,8 +406,12 @@ static void bwd_task(void *arg, long c, int thread)
     float *part = (float *)at(j->ws, pl->part_at) + (size_t)c * pl->nw;
     int a, b;
     chunk_range(pl, j->N, c, &a, &b);
-    if (pl->direct) {
+    if (pl->mode == MODE_DIRECT) {
         bwd_chunk_direct(j, part, a, b, thread);
+        return;
+    }
+    if (pl->mode == MODE_COLS) {
+        bwd_chunk_cols(j, part, a, b, thread);
         return;
     }
     const size_t hw = (size_t)p->H * p->W;
@@ -341,11 +479,13 @@ dp_status dp_cpu_conv_backward_pool(float *dx, float *dw, float *db, const float
                                         "tensors, or activation %d)",
                             (int)map->act);
     }
-    if (pl.direct) {
+    if (pl.mode == MODE_DIRECT) {
         dp__conv_pack_forward(at(ws, pl.wf_at), at(ws, pl.offf_at), w, p, &pl.g);
         if (dx != NULL) {
             dp__conv_pack_backward(at(ws, pl.wb_at), at(ws, pl.offb_at), w, p, &pl.g);
         }
+    } else if (pl.mode == MODE_COLS) {
+        pack_cols(&pl, ws, w, dx != NULL);
     }
     bwd_job j = {&pl, dx, dw, db, dy, x, w, map, (accum & DP_ACCUM_DX) != 0,
                  (accum & DP_ACCUM_DPARAMS) != 0, p->N, ws};
