@@ -249,7 +249,8 @@ Test(conv, small_workspace_and_unresolved_params_are_errors)
 
 // Shapes for the pool kernels: the cases above plus larger ones that take the direct kernels
 // with several tiles, channel counts that are not multiples of 4, 1x1 and unpadded windows,
-// small images grouped for the filter gradient, and more images than partial chunks.
+// small images grouped for the filter gradient, more images than partial chunks, small planes
+// with channels in multiples of 16 (the channel-vectorized kernel), and strided ones (columns).
 static const conv_case pool_cases[] = {
     {"direct_3x3_c5_k6_13x13", CP(5, 5, 13, 13, 6, 3, 3, 1, 1, 1, 1, 1, 1, 1), 0},
     {"direct_3x3_c16_k16_28x28", CP(3, 16, 28, 28, 16, 3, 3, 1, 1, 1, 1, 1, 1, 1), 0},
@@ -257,6 +258,9 @@ static const conv_case pool_cases[] = {
     {"direct_1x1_c7_k9", CP(3, 7, 9, 11, 9, 1, 1, 1, 1, 0, 0, 1, 1, 1), 1},
     {"direct_5x3_pad21_dil", CP(2, 3, 12, 10, 5, 5, 3, 1, 1, 2, 1, 2, 1, 1), 1},
     {"direct_1x28_stem", CP(4, 1, 28, 28, 16, 3, 3, 1, 1, 1, 1, 1, 1, 1), 0},
+    {"pixels_3x3_c32_k16_7x7", CP(9, 32, 7, 7, 16, 3, 3, 1, 1, 1, 1, 1, 1, 1), 1},
+    {"pixels_3x3_c16_k32_14x14", CP(3, 16, 14, 14, 32, 3, 3, 1, 1, 1, 1, 1, 1, 1), 0},
+    {"pixels_5x3_c16_k16_9x6", CP(2, 16, 9, 6, 16, 5, 3, 1, 1, 2, 1, 1, 1, 1), 1},
     {"im2col_pad_too_large", CP(2, 3, 6, 6, 4, 3, 3, 1, 1, 3, 3, 1, 1, 1), 1},
     {"im2col_3x3_s2_c16", CP(19, 16, 14, 14, 32, 3, 3, 2, 2, 1, 1, 1, 1, 1), 0},
 };

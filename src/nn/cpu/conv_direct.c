@@ -290,6 +290,77 @@ void dp__conv_direct_image(float *y, float *flat, const float *in, const float *
     }
 }
 
+// --- channel-vectorized kernel for small planes ---
+
+// One input broadcast times the two weight vectors into a pixel's accumulators.
+#define PIX(a0, a1, base)                                                                          \
+    do {                                                                                           \
+        __m256 x_ = _mm256_broadcast_ss((base) + o);                                               \
+        a0 = _mm256_fmadd_ps(x_, w0, a0);                                                          \
+        a1 = _mm256_fmadd_ps(x_, w1, a1);                                                          \
+    } while (0)
+
+// out[i][0, 16) = sum_t wt[t][0, 16) in[pb[i] + off[t]] for 6 pixels i: 12 accumulators, two
+// weight vectors and a broadcast input in registers.
+static void pixel_tile(float out[6][16], const float *in, const int pb[6],
+                       const float *restrict wt, size_t ldw, const int *restrict off, int ntap)
+{
+    __m256 a00 = _mm256_setzero_ps(), a01 = a00, a10 = a00, a11 = a00, a20 = a00, a21 = a00;
+    __m256 a30 = a00, a31 = a00, a40 = a00, a41 = a00, a50 = a00, a51 = a00;
+    const float *b0 = in + pb[0], *b1 = in + pb[1], *b2 = in + pb[2];
+    const float *b3 = in + pb[3], *b4 = in + pb[4], *b5 = in + pb[5];
+    for (int t = 0; t < ntap; t++) {
+        const float *w = wt + (size_t)t * ldw;
+        __m256 w0 = _mm256_loadu_ps(w), w1 = _mm256_loadu_ps(w + 8);
+        PIN(w0);
+        PIN(w1);
+        const int o = off[t];
+        PIX(a00, a01, b0);
+        PIX(a10, a11, b1);
+        PIX(a20, a21, b2);
+        PIX(a30, a31, b3);
+        PIX(a40, a41, b4);
+        PIX(a50, a51, b5);
+    }
+    _mm256_storeu_ps(out[0], a00);
+    _mm256_storeu_ps(out[0] + 8, a01);
+    _mm256_storeu_ps(out[1], a10);
+    _mm256_storeu_ps(out[1] + 8, a11);
+    _mm256_storeu_ps(out[2], a20);
+    _mm256_storeu_ps(out[2] + 8, a21);
+    _mm256_storeu_ps(out[3], a30);
+    _mm256_storeu_ps(out[3] + 8, a31);
+    _mm256_storeu_ps(out[4], a40);
+    _mm256_storeu_ps(out[4] + 8, a41);
+    _mm256_storeu_ps(out[5], a50);
+    _mm256_storeu_ps(out[5] + 8, a51);
+}
+
+void dp__conv_pixels_image(float *y, const float *in, const float *wt, const int *off, int ntap,
+                           int Kout, int OHv, int OWv, int Wp, const float *bias, int accumulate)
+{
+    const int npix = OHv * OWv;
+    const size_t plane = (size_t)npix;
+    float tile[6][16] __attribute__((aligned(32)));
+    for (int kb = 0; kb < Kout; kb += 16) {
+        for (int q0 = 0; q0 < npix; q0 += 6) {
+            int pb[6], count = npix - q0 < 6 ? npix - q0 : 6;
+            for (int i = 0; i < 6; i++) {
+                int q = q0 + (i < count ? i : count - 1); // a short tile repeats its last pixel
+                pb[i] = (q / OWv) * Wp + q % OWv;
+            }
+            pixel_tile(tile, in, pb, wt + kb, (size_t)Kout, off, ntap);
+            for (int k = 0; k < 16; k++) {
+                float *dst = y + (size_t)(kb + k) * plane + q0;
+                const float b = bias != NULL ? bias[kb + k] : 0.0f;
+                for (int i = 0; i < count; i++) {
+                    dst[i] = accumulate ? dst[i] + tile[i][k] : tile[i][k] + b;
+                }
+            }
+        }
+    }
+}
+
 // The 8 lanes of each of a0..a7 added pairwise: lane i of the result is the sum of ai.
 DP_INLINE __m256 hsum8(__m256 a0, __m256 a1, __m256 a2, __m256 a3, __m256 a4, __m256 a5,
                        __m256 a6, __m256 a7)
@@ -368,6 +439,13 @@ void dp__conv_direct_filter(float *dw, int accumulate, const float *dyf, size_t 
 }
 
 #else // no AVX2/FMA: dp__conv_direct_ok is 0 and these are never called
+
+void dp__conv_pixels_image(float *y, const float *in, const float *wt, const int *off, int ntap,
+                           int Kout, int OHv, int OWv, int Wp, const float *bias, int accumulate)
+{
+    (void)y, (void)in, (void)wt, (void)off, (void)ntap, (void)Kout, (void)OHv, (void)OWv;
+    (void)Wp, (void)bias, (void)accumulate;
+}
 
 void dp__conv_direct_image(float *y, float *flat, const float *in, const float *wpack,
                            const int *off, int ntap, int Kout, int OHv, int OWv, int Wp, size_t np,

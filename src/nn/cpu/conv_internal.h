@@ -86,6 +86,13 @@ void dp__conv_direct_image(float *y, float *flat, const float *in, const float *
                            const int *off, int ntap, int Kout, int OHv, int OWv, int Wp, size_t np,
                            int v, size_t in_floats, const float *bias, int accumulate);
 
+// The same convolution vectorized over output channels instead of positions, for small planes
+// (no thrown-away positions): y[k][oh][ow] (+)= sum_t wt[t][k] in[off[t] + oh Wp + ow], six
+// output pixels x 16 channels per micro-tile.
+//   wt  (ntap, Kout), Kout a multiple of 16: the transpose of the weights as the taps see them
+void dp__conv_pixels_image(float *y, const float *in, const float *wt, const int *off, int ntap,
+                           int Kout, int OHv, int OWv, int Wp, const float *bias, int accumulate);
+
 // Filter gradient of a group of images: dw[k][t] = (accumulate ? dw[k][t] : 0) + sum over the
 // images i of sum_p dyf_i[k][p] xpad_i[off[t] + p], p in [0, npw).
 //   dw   (K, ntap), the layout of the weights (K, C, R, S)
