@@ -93,6 +93,51 @@ void dp__conv_direct_image(float *y, float *flat, const float *in, const float *
 void dp__conv_pixels_image(float *y, const float *in, const float *wt, const int *off, int ntap,
                            int Kout, int OHv, int OWv, int Wp, const float *bias, int accumulate);
 
+// --- strided convolutions by phases (conv_phase.c) ---
+
+// Shapes of the phase planes of a strided convolution (dp__conv_phases_init).
+typedef struct dp__conv_phases {
+    int nph;            // stride_h stride_w phases per input channel
+    unsigned long long used; // bit ph: some tap reads phase ph (all bits when nph > 64)
+    int Hq, Wq;         // rows and row stride of a phase plane: padded H, W over the strides
+    int ntap, nbtap;    // C R S, K R S
+    int Kp, Cp;         // K, C rounded up to DP__CONV_MR
+    int vf, vb;         // micro-tile vectors: forward, backward data
+    size_t npf, npw;    // flat positions: forward (out_h Wq, to the tile), filter (to 8)
+    size_t plane_x;     // floats per phase plane (C nph planes per image)
+    size_t plane_dyf;   // floats per dy plane for the filter gradient: out_h rows of Wq
+    int Mr, Ms, Wd;     // backward data: dy padded by Mr rows above, Ms columns left, rows of Wd
+    size_t npb;         // flat positions of one phase of dx: Hq Wd, to the tile
+    size_t plane_db;    // floats per padded dy plane for backward data
+} dp__conv_phases;
+
+// Built with AVX2 and FMA, groups 1 and a stride > 1.
+int dp__conv_phases_ok(const dp_conv_params *p);
+void dp__conv_phases_init(dp__conv_phases *g, const dp_conv_params *p);
+
+// One image (C, H, W) into C nph phase planes of plane_x floats, zero where no value is;
+// planes of phases no tap reads are left as they are.
+void dp__conv_pad_phases(float *dst, const float *src, const dp_conv_params *p,
+                         const dp__conv_phases *g);
+
+// Forward weights (Kp / 4, C R S, 4) and the tap offsets on the phase planes (the filter
+// gradient uses the same offsets).
+void dp__conv_phases_pack_forward(float *wf, int *off, const float *w, const dp_conv_params *p,
+                                  const dp__conv_phases *g);
+
+// Backward-data weights and offsets, phase by phase: the taps of phase ph are
+// [start[ph], start[ph + 1]) (start has nph + 1 entries), their weights at wb + Cp start[ph]
+// as (Cp / 4, taps, 4), their offsets on the padded dy planes (plane_db floats each).
+void dp__conv_phases_pack_backward(float *wb, int *off, int *start, const float *w,
+                                   const dp_conv_params *p, const dp__conv_phases *g);
+
+// dx (C, H, W) of one image (+)= conv^T(dy): every phase through the micro-kernels into flat
+// (Cp x npb floats), then onto its elements of dx.
+//   dyb  K planes of plane_db floats: dy padded (dp__conv_pad with Mr, Ms, Wd)
+void dp__conv_phases_backward_image(float *dx, float *flat, const float *dyb, const float *wb,
+                                    const int *off, const int *start, const dp_conv_params *p,
+                                    const dp__conv_phases *g, int accumulate);
+
 // Filter gradient of a group of images: dw[k][t] = (accumulate ? dw[k][t] : 0) + sum over the
 // images i of sum_p dyf_i[k][p] xpad_i[off[t] + p], p in [0, npw).
 //   dw   (K, ntap), the layout of the weights (K, C, R, S)

@@ -23,15 +23,18 @@ enum {
 #define PARTIAL_FLOATS_MAX ((size_t)1 << 22) // cap of all partials together (16 MiB)
 
 // How the images are convolved: direct kernels on flat padded planes (stride 1, groups 1);
-// im2col into columns, then the same micro-kernels with the columns as their "planes" (other
-// strides and dilations, groups 1); or conv.c's per-image im2col + sgemm (groups, depthwise,
-// and builds without AVX2/FMA).
-typedef enum mode { MODE_DIRECT, MODE_COLS, MODE_REF } mode;
+// the same on phase planes (strides > 1, groups 1; conv_phase.c); im2col into columns, then
+// the same micro-kernels with the columns as their "planes" (stride 1 with more padding than
+// the window); or conv.c's per-image im2col + sgemm (groups, depthwise, and builds without
+// AVX2/FMA).
+typedef enum mode { MODE_DIRECT, MODE_PHASE, MODE_COLS, MODE_REF } mode;
 
 // Where everything lives in the workspace: a shared part, then one slice per thread.
 typedef struct plan {
     mode mode;
     dp__conv_geom g;   // MODE_DIRECT
+    dp__conv_phases ph; // MODE_PHASE
+    size_t start_at, db_at; // MODE_PHASE: phase tap ranges (shared), padded dy (per thread)
     int pix_f, pix_b;  // MODE_DIRECT: forward / backward data by the channel-vectorized kernel
     size_t wtf_at, wtb_at; // its weights: (C R S, K) and (K R S, C)
     dp_conv_params p1; // p with N = 1 (the per-image kernels of conv.c)
@@ -103,6 +106,23 @@ static void plan_direct(plan *pl, const dp_conv_params *p, size_t *at, size_t *s
     pl->flat_at = take(slice, (flat_f > flat_b ? flat_f : flat_b) * sizeof(float));
 }
 
+static void plan_phase(plan *pl, const dp_conv_params *p, size_t *at, size_t *slice)
+{
+    dp__conv_phases *g = &pl->ph;
+    dp__conv_phases_init(g, p);
+    pl->wf_at = take(at, (size_t)g->Kp * g->ntap * sizeof(float));
+    pl->wb_at = take(at, (size_t)g->Cp * g->nbtap * sizeof(float));
+    pl->offf_at = take(at, (size_t)g->ntap * sizeof(int));
+    pl->offb_at = take(at, (size_t)g->nbtap * sizeof(int));
+    pl->start_at = take(at, ((size_t)g->nph + 1) * sizeof(int));
+    pl->group = pick_group(pl, p->N, (size_t)p->out_h * g->Wq, 0);
+    pl->x_at = take(slice, (size_t)pl->group * p->C * g->nph * g->plane_x * sizeof(float));
+    pl->dy_at = take(slice, (size_t)pl->group * g->Kp * g->plane_dyf * sizeof(float));
+    pl->db_at = take(slice, (size_t)p->K * g->plane_db * sizeof(float));
+    size_t flat_f = (size_t)g->Kp * g->npf, flat_b = (size_t)g->Cp * g->npb;
+    pl->flat_at = take(slice, (flat_f > flat_b ? flat_f : flat_b) * sizeof(float));
+}
+
 static void plan_cols(plan *pl, const dp_conv_params *p, size_t *at, size_t *slice)
 {
     pl->crs = p->C * p->R * p->S;
@@ -133,7 +153,8 @@ static void plan_init(plan *pl, const dp_conv_params *p, int threads)
     while (pl->chunks > 1 && (size_t)pl->chunks * pl->nw > PARTIAL_FLOATS_MAX) {
         pl->chunks--;
     }
-    pl->mode = dp__conv_direct_ok(p) ? MODE_DIRECT
+    pl->mode = dp__conv_direct_ok(p)                 ? MODE_DIRECT
+               : dp__conv_phases_ok(p)                ? MODE_PHASE
                : (DP_CONV_DIRECT && p->groups == 1) ? MODE_COLS
                                                     : MODE_REF;
     size_t at = 0;
@@ -141,6 +162,8 @@ static void plan_init(plan *pl, const dp_conv_params *p, int threads)
     size_t slice = 0;
     if (pl->mode == MODE_DIRECT) {
         plan_direct(pl, p, &at, &slice);
+    } else if (pl->mode == MODE_PHASE) {
+        plan_phase(pl, p, &at, &slice);
     } else if (pl->mode == MODE_COLS) {
         plan_cols(pl, p, &at, &slice);
     } else {
@@ -295,7 +318,15 @@ static void fwd_task(void *arg, long n, int thread)
     const size_t hw = (size_t)p->H * p->W, ohw = (size_t)p->out_h * p->out_w;
     float *y = j->y + (size_t)n * p->K * ohw;
     const float *x = j->x + (size_t)n * p->C * hw;
-    if (pl->mode == MODE_COLS) {
+    if (pl->mode == MODE_PHASE) {
+        const dp__conv_phases *g = &pl->ph;
+        float *xph = slice_of(pl, j->ws, thread, pl->x_at);
+        dp__conv_pad_phases(xph, x, p, g);
+        dp__conv_direct_image(y, slice_of(pl, j->ws, thread, pl->flat_at), xph,
+                              at(j->ws, pl->wf_at), at(j->ws, pl->offf_at), g->ntap, p->K,
+                              p->out_h, p->out_w, g->Wq, g->npf, g->vf,
+                              (size_t)p->C * g->nph * g->plane_x, j->bias, 0);
+    } else if (pl->mode == MODE_COLS) {
         float *col = slice_of(pl, j->ws, thread, pl->x_at);
         columns(pl, col, x);
         dp__conv_direct_image(y, slice_of(pl, j->ws, thread, pl->flat_at), col,
@@ -343,6 +374,8 @@ dp_status dp_cpu_conv_forward_pool(float *y, const float *x, const float *w, con
     if (pl.mode == MODE_DIRECT) {
         dp__conv_pack_forward(at(ws, pl.wf_at), at(ws, pl.offf_at), w, p, &pl.g);
         pack_pixels(&pl, ws, w, 1, 0);
+    } else if (pl.mode == MODE_PHASE) {
+        dp__conv_phases_pack_forward(at(ws, pl.wf_at), at(ws, pl.offf_at), w, p, &pl.ph);
     } else if (pl.mode == MODE_COLS) {
         pack_cols(&pl, ws, w, 0);
     }
@@ -424,6 +457,40 @@ static void bwd_chunk_direct(const bwd_job *j, float *part, int a, int b, int th
     }
 }
 
+// Images [a, b) of a chunk by phases, in groups of pl->group.
+static void bwd_chunk_phase(const bwd_job *j, float *part, int a, int b, int thread)
+{
+    const plan *pl = j->pl;
+    const dp_conv_params *p = &pl->p1;
+    const dp__conv_phases *g = &pl->ph;
+    const size_t hw = (size_t)p->H * p->W;
+    const size_t x_stride = (size_t)p->C * g->nph * g->plane_x;
+    const size_t dy_stride = (size_t)g->Kp * g->plane_dyf;
+    float *xbuf = slice_of(pl, j->ws, thread, pl->x_at);
+    float *dybuf = slice_of(pl, j->ws, thread, pl->dy_at);
+    float *dyb = slice_of(pl, j->ws, thread, pl->db_at);
+    float *flat = slice_of(pl, j->ws, thread, pl->flat_at);
+    for (int n0 = a; n0 < b; n0 += pl->group) {
+        int gn = b - n0 < pl->group ? b - n0 : pl->group;
+        for (int i = 0; i < gn; i++) {
+            dp__conv_pad_phases(xbuf + i * x_stride, j->x + (size_t)(n0 + i) * p->C * hw, p, g);
+            dp__conv_pad(dybuf + i * dy_stride, dz_of(j, n0 + i, thread), p->K, g->Kp, p->out_h,
+                         p->out_w, 0, 0, g->Wq, g->plane_dyf);
+        }
+        dp__conv_direct_filter(part, n0 != a, dybuf, dy_stride, xbuf, x_stride, gn,
+                               at(j->ws, pl->offf_at), g->ntap, p->K, g->plane_dyf, g->npw);
+        for (int i = 0; i < gn && j->dx != NULL; i++) {
+            // dz again, padded for backward data (the thread's dz buffer may hold another
+            // image's by now)
+            dp__conv_pad(dyb, dz_of(j, n0 + i, thread), p->K, p->K, p->out_h, p->out_w, g->Mr,
+                         g->Ms, g->Wd, g->plane_db);
+            dp__conv_phases_backward_image(j->dx + (size_t)(n0 + i) * p->C * hw, flat, dyb,
+                                           at(j->ws, pl->wb_at), at(j->ws, pl->offb_at),
+                                           at(j->ws, pl->start_at), p, g, j->accum_dx);
+        }
+    }
+}
+
 // Images [a, b) of a chunk through columns, in groups of pl->group.
 static void bwd_chunk_cols(const bwd_job *j, float *part, int a, int b, int thread)
 {
@@ -467,6 +534,10 @@ static void bwd_task(void *arg, long c, int thread)
     chunk_range(pl, j->N, c, &a, &b);
     if (pl->mode == MODE_DIRECT) {
         bwd_chunk_direct(j, part, a, b, thread);
+        return;
+    }
+    if (pl->mode == MODE_PHASE) {
+        bwd_chunk_phase(j, part, a, b, thread);
         return;
     }
     if (pl->mode == MODE_COLS) {
@@ -543,6 +614,12 @@ dp_status dp_cpu_conv_backward_pool(float *dx, float *dw, float *db, const float
         if (dx != NULL) {
             dp__conv_pack_backward(at(ws, pl.wb_at), at(ws, pl.offb_at), w, p, &pl.g);
             pack_pixels(&pl, ws, w, 0, 1);
+        }
+    } else if (pl.mode == MODE_PHASE) {
+        dp__conv_phases_pack_forward(at(ws, pl.wf_at), at(ws, pl.offf_at), w, p, &pl.ph);
+        if (dx != NULL) {
+            dp__conv_phases_pack_backward(at(ws, pl.wb_at), at(ws, pl.offb_at),
+                                          at(ws, pl.start_at), w, p, &pl.ph);
         }
     } else if (pl.mode == MODE_COLS) {
         pack_cols(&pl, ws, w, dx != NULL);
