@@ -1,7 +1,8 @@
 // Fully connected: forward against a double loop, backward (dx, dW, db) against finite
-// differences, accumulation and the optional dx.
+// differences, accumulation and the optional dx; the pool kernels against the whole ones.
 #include <criterion/criterion.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "grad_check.h"
 #include "nn/cpu/accum.h"
@@ -92,4 +93,58 @@ Test(dense, accumulate_flags_and_optional_dx)
         cr_expect_float_eq(dx2[i], 2.0f * dx[i], 1e-6, "dx[%d]", i);
     }
     cr_expect_float_eq(dw2[0], dw[0], 1e-7, "dw overwritten without DP_ACCUM_DPARAMS");
+}
+
+// The pool kernels (blocks of features) against the whole-matrix kernels, with feature counts
+// across several blocks, every accumulation flag, without a pool and on 1-3 threads; bitwise the
+// same for every thread count.
+Test(dense, pool_kernels_match_the_whole_kernels_and_repeat_across_threads, .timeout = 60)
+{
+    const dp_dense_params p = {.N = 9, .in = 300, .out = 270};
+    const size_t nx = 9 * 300, nw = 270 * 300, ny = 9 * 270;
+    float *x = malloc(nx * sizeof(float)), *w = malloc(nw * sizeof(float));
+    float *b = malloc(270 * sizeof(float)), *dy = malloc(ny * sizeof(float));
+    float *ref = malloc((ny + nx + nw + 270) * sizeof(float));
+    float *got = malloc((ny + nx + nw + 270) * sizeof(float));
+    float *first = malloc((ny + nx + nw + 270) * sizeof(float));
+    cr_assert(x && w && b && dy && ref && got && first);
+    gc_fill(x, nx, -1.0f, 1.0f, 51);
+    gc_fill(w, nw, -0.2f, 0.2f, 52);
+    gc_fill(b, 270, -0.5f, 0.5f, 53);
+    gc_fill(dy, ny, -1.0f, 1.0f, 54);
+    for (unsigned accum = 0; accum <= DP_ACCUM_ALL; accum++) {
+        for (int threads = 0; threads <= 3; threads++) {
+            dp_threadpool *pool = NULL;
+            if (threads > 0) {
+                cr_assert_eq(dp_threadpool_create(&pool, threads), DP_OK);
+            }
+            gc_fill(ref + ny, nx + nw + 270, -1.0f, 1.0f, 55 + accum);
+            memcpy(got + ny, ref + ny, (nx + nw + 270) * sizeof(float));
+            cr_assert_eq(dp_cpu_dense_forward(ref, x, w, b, &p), DP_OK);
+            cr_assert_eq(dp_cpu_dense_backward(ref + ny, ref + ny + nx, ref + ny + nx + nw, dy, x,
+                                               w, &p, accum),
+                         DP_OK);
+            cr_assert_eq(dp_cpu_dense_forward_pool(got, x, w, b, &p, pool), DP_OK);
+            cr_assert_eq(dp_cpu_dense_backward_pool(got + ny, got + ny + nx, got + ny + nx + nw, dy,
+                                                    x, w, &p, accum, pool),
+                         DP_OK);
+            gc_err e = gc_compare_f("dense pool", got, ref, ny + nx + nw + 270, 1e-2);
+            cr_expect_lt(e.max_rel, 1e-4, "accum %u, %d threads: %g at %zu", accum, threads,
+                         e.max_rel, e.index);
+            if (threads == 0) {
+                memcpy(first, got, (ny + nx + nw + 270) * sizeof(float));
+            } else {
+                cr_expect(memcmp(first, got, (ny + nx + nw + 270) * sizeof(float)) == 0,
+                          "bitwise: accum %u, %d threads", accum, threads);
+            }
+            dp_threadpool_destroy(pool);
+        }
+    }
+    free(x);
+    free(w);
+    free(b);
+    free(dy);
+    free(ref);
+    free(got);
+    free(first);
 }

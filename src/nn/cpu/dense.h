@@ -7,6 +7,7 @@
 #include <stddef.h>
 
 #include "core/status.h"
+#include "core/threadpool.h"
 
 DP_EXTERN_C_BEGIN
 
@@ -42,6 +43,20 @@ DP_MUST_CHECK dp_status dp_cpu_dense_forward(float *y, const float *x, const flo
 DP_MUST_CHECK dp_status dp_cpu_dense_backward(float *dx, float *dw, float *db, const float *dy,
                                               const float *x, const float *w,
                                               const dp_dense_params *p, unsigned accum);
+
+// The same two kernels split over the threads of pool (NULL: the caller alone), OpenBLAS at 1
+// thread: blocks of DP_DENSE_BLOCK output features (forward, dW, db) or input features (dx), one
+// sgemm each. The blocks do not depend on the threads, and no sum crosses a block, so the
+// results are the same for any thread count (they may differ from the unsplit kernels in the
+// last bits).
+enum { DP_DENSE_BLOCK = 128 };
+DP_MUST_CHECK dp_status dp_cpu_dense_forward_pool(float *y, const float *x, const float *w,
+                                                  const float *b, const dp_dense_params *p,
+                                                  dp_threadpool *pool);
+DP_MUST_CHECK dp_status dp_cpu_dense_backward_pool(float *dx, float *dw, float *db,
+                                                   const float *dy, const float *x,
+                                                   const float *w, const dp_dense_params *p,
+                                                   unsigned accum, dp_threadpool *pool);
 
 DP_EXTERN_C_END
 
