@@ -59,20 +59,29 @@ void dp__conv_geom_init(dp__conv_geom *g, const dp_conv_params *p)
 void dp__conv_pad(float *dst, const float *src, int C, int Cp, int H, int W, int pad_h, int pad_w,
                   int Wp, size_t plane)
 {
-    const size_t top = (size_t)pad_h * Wp + (size_t)pad_w;
+    const size_t top = (size_t)pad_h * Wp + (size_t)pad_w, body = (size_t)H * Wp;
     for (int c = 0; c < C; c++) {
-        // One memset of the plane, then the rows: short rows and per-row zeros would be libc
-        // calls (GCC turns the small zero loops into memset).
+        // Zeros only where no value goes: above, at the left of every row (the right padding
+        // of the row before), below. Rows are short, so plain loops (GCC would turn a loop of
+        // zeros per row into a memset call, hence the case for the usual pad_w = 1).
         float *d = dst + (size_t)c * plane;
         const float *s = src + (size_t)c * H * W;
-        memset(d, 0, plane * sizeof(float));
+        memset(d, 0, top * sizeof(float));
         for (int h = 0; h < H; h++) {
             float *restrict row = d + top + (size_t)h * Wp;
             const float *restrict src_row = s + (size_t)h * W;
             for (int i = 0; i < W; i++) {
                 row[i] = src_row[i];
             }
+            if (Wp > W) { // the zeros between this row and the next
+                if (Wp - W == 1) {
+                    row[W] = 0.0f;
+                } else {
+                    memset(row + W, 0, (size_t)(Wp - W) * sizeof(float));
+                }
+            }
         }
+        memset(d + top + body, 0, (plane - top - body) * sizeof(float));
     }
     if (Cp > C) {
         memset(dst + (size_t)C * plane, 0, (size_t)(Cp - C) * plane * sizeof(float));
