@@ -1,7 +1,9 @@
-// Convolution on the CPU, 1 BLAS thread: the library's per-image im2col + sgemm against
-// batched im2col (nb images side by side in one GEMM, with the packing copies NCHW needs) on the
-// Fashion-MNIST ResNet-20 shapes at batch 128. Prints one RESULT line per shape, op and variant:
-//   RESULT conv_<shape>_<fwd|bwd_data|bwd_filter>_<perimage|batch<nb>>_gflops=<GFLOP/s>
+// Convolution on the CPU, 1 thread: the library's per-image im2col + sgemm against batched
+// im2col (nb images side by side in one GEMM, with the packing copies NCHW needs) and against
+// the pool kernels the layers run (direct kernels, conv_pool.c) on the Fashion-MNIST ResNet-20
+// shapes at batch 128. Prints one RESULT line per shape, op and variant:
+//   RESULT conv_<shape>_<fwd|bwd_data|bwd_filter>_<perimage|batch<nb>|pool>_gflops=<GFLOP/s>
+// (the pool's backward data is conv_<shape>_bwd_data_filter_pool_gflops: data + filter)
 // Usage: bench_conv [reps]   (fastest of reps timed runs after one warm-up, default 5: the
 // machine is shared, and the minimum is the figure least disturbed by other jobs)
 #include <math.h>
@@ -28,8 +30,10 @@ static const shape shapes[] = {
     {"short2_1x1_16x28_32", 16, 28, 32, 1, 2, 0},
 };
 
-enum { BATCH = 128, N_VARIANTS = 4 };
-static const int variant_nb[N_VARIANTS] = {1, 8, 32, 128}; // 1: the library (per image)
+enum { BATCH = 128, N_VARIANTS = 5 };
+// 1: the library (per image); 0: the pool kernels the layers run (their backward data comes
+// with the filter gradient: reported as bwd_data_filter)
+static const int variant_nb[N_VARIANTS] = {1, 8, 32, 128, 0};
 
 typedef enum op { OP_FWD, OP_BWD_DATA, OP_BWD_FILTER, N_OPS } op;
 static const char *op_names[N_OPS] = {"fwd", "bwd_data", "bwd_filter"};
@@ -38,6 +42,8 @@ typedef struct bufs {
     dp_conv_params p;
     float *x, *w, *y, *dy, *dx, *dw, *ws, *col, *pack;
     size_t ws_bytes;
+    void *pool_ws; // the layers' pool kernels (conv_pool.c), one thread
+    size_t pool_ws_bytes;
 } bufs;
 
 static float *alloc_floats(size_t n, uint32_t tag)
@@ -114,9 +120,29 @@ static void run_library(bufs *b, op o)
     }
 }
 
+// The layers' path: the pool kernels on the calling thread alone. Backward data runs together
+// with the filter gradient there (one pass over the batch).
+static void run_pool(bufs *b, op o)
+{
+    dp_status st;
+    if (o == OP_FWD) {
+        st = dp_cpu_conv_forward_pool(b->y, b->x, b->w, NULL, &b->p, NULL, NULL, b->pool_ws,
+                                      b->pool_ws_bytes);
+    } else {
+        st = dp_cpu_conv_backward_pool(o == OP_BWD_DATA ? b->dx : NULL, b->dw, NULL, b->dy, b->x,
+                                       b->w, &b->p, NULL, 0, NULL, b->pool_ws, b->pool_ws_bytes);
+    }
+    if (st != DP_OK) {
+        fprintf(stderr, "bench_conv: pool kernel failed: %s\n", dp_status_str(st));
+        exit(1);
+    }
+}
+
 static void run(bufs *b, op o, int nb)
 {
-    if (nb == 1) {
+    if (nb == 0) {
+        run_pool(b, o);
+    } else if (nb == 1) {
         run_library(b, o);
     } else {
         run_batched(b, o, nb);
@@ -174,9 +200,12 @@ static int bench_op(bufs *b, const char *name, op o, int reps)
         }
         qsort(times, (size_t)reps, sizeof times[0], cmp_double);
         char variant[32];
-        snprintf(variant, sizeof variant, nb == 1 ? "perimage" : "batch%d", nb);
-        printf("RESULT conv_%s_%s_%s_gflops=%.1f\n", name, op_names[o], variant,
-               flops / times[0] * 1e-9);
+        snprintf(variant, sizeof variant, nb == 1 ? "perimage" : (nb == 0 ? "pool" : "batch%d"),
+                 nb);
+        // The pool's backward data includes the filter gradient: twice the FLOPs, own name.
+        int both = nb == 0 && o == OP_BWD_DATA;
+        printf("RESULT conv_%s_%s_%s_gflops=%.1f\n", name, both ? "bwd_data_filter" : op_names[o],
+               variant, (both ? 2.0 : 1.0) * flops / times[0] * 1e-9);
         fflush(stdout);
     }
     free(ref);
@@ -205,11 +234,13 @@ static int bench_shape(const shape *s, int reps)
     b.pack = alloc_floats((size_t)p->K * cols, 8);
     b.ws_bytes = dp_cpu_conv_workspace_bytes(p);
     b.ws = alloc_floats(b.ws_bytes / sizeof(float) + 1, 9);
+    b.pool_ws_bytes = dp_cpu_conv_pool_workspace_bytes(p, 1);
+    b.pool_ws = alloc_floats(b.pool_ws_bytes / sizeof(float) + 1, 10);
     int bad = 0;
     for (int o = 0; o < N_OPS; o++) {
         bad |= bench_op(&b, s->name, (op)o, reps);
     }
-    float *all[] = {b.x, b.w, b.dy, b.y, b.dx, b.dw, b.col, b.pack, b.ws};
+    float *all[] = {b.x, b.w, b.dy, b.y, b.dx, b.dw, b.col, b.pack, b.ws, b.pool_ws};
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) {
         free(all[i]);
     }
