@@ -82,8 +82,8 @@ int main(int argc, char **argv)
     dp_net_run run = DP_NET_RUN_INIT;
     run.train = 1;
 
-    printf("bench_layers: %s batch %d, OpenBLAS core %s, %d thread(s), best of %d rounds\n",
-           path, batch, dp_blas_corename(), dp_blas_threads(), reps);
+    printf("bench_layers: %s batch %d, OpenBLAS core %s, %d thread(s), best of %d rounds\n", path,
+           batch, dp_blas_corename(), dp_blas_threads(), reps);
     // Rounds alternate all conv layers (forward + backward each) with one sgemm 4096, so that
     // both sides of the ratio are measured over the same stretch of time (the machine is
     // shared and its speed drifts); round 0 warms up.
@@ -141,8 +141,8 @@ int main(int argc, char **argv)
         total_s += best_f[i] + best_b[i];
         char shape[64];
         printf("%5d %-14s %12.3f %10.3f %10.3f %10.1f\n", i,
-               dp_layer_shape_str(&l->out_shape, shape, sizeof shape), flop * 1e-9,
-               best_f[i] * 1e3, best_b[i] * 1e3, flop / (best_f[i] + best_b[i]) * 1e-9);
+               dp_layer_shape_str(&l->out_shape, shape, sizeof shape), flop * 1e-9, best_f[i] * 1e3,
+               best_b[i] * 1e3, flop / (best_f[i] + best_b[i]) * 1e-9);
     }
     double conv = total_flop / total_s * 1e-9;
     qsort(frac, (size_t)reps, sizeof frac[0], cmp_double);
@@ -151,8 +151,8 @@ int main(int argc, char **argv)
     printf("per round (conv layers / sgemm of the same round): conv_frac min %.3f median %.3f "
            "max %.3f\n",
            frac[0], frac[reps / 2], frac[reps - 1]);
-    printf("RESULT conv_gflops=%.1f sgemm_gflops=%.1f conv_frac_of_sgemm=%.3f\n", conv,
-           best_sgemm, conv / best_sgemm);
+    printf("RESULT conv_gflops=%.1f sgemm_gflops=%.1f conv_frac_of_sgemm=%.3f\n", conv, best_sgemm,
+           conv / best_sgemm);
     free(input);
     dp_net_destroy(net);
     dp_cfg_destroy(cfg);

@@ -65,8 +65,8 @@ static dp_status connected_forward(dp_layer *l, const dp_step *s)
     connected_priv *c = l->priv;
     dp_dense_params p = {s->n, c->inputs, c->outputs};
     const float *b = c->bias ? l->params[1].data : NULL;
-    DP_TRY(dp_cpu_dense_forward_pool(dp__post_raw(l, &c->post), l->x[0], l->params[0].data, b,
-                                     &p, s->pool));
+    DP_TRY(dp_cpu_dense_forward_pool(dp__post_raw(l, &c->post), l->x[0], l->params[0].data, b, &p,
+                                     s->pool));
     return dp__post_forward(l, &c->post, s, c->outputs, 1);
 }
 
@@ -76,8 +76,8 @@ static dp_status connected_backward(dp_layer *l, const dp_step *s)
     dp_dense_params p = {s->n, c->inputs, c->outputs};
     const float *dz;
     DP_TRY(dp__post_backward(l, &c->post, s, c->outputs, 1, &dz));
-    unsigned accum = (l->dx_accumulate[0] ? DP_ACCUM_DX : 0u) |
-                     (s->accumulate ? DP_ACCUM_DPARAMS : 0u);
+    unsigned accum =
+        (l->dx_accumulate[0] ? DP_ACCUM_DX : 0u) | (s->accumulate ? DP_ACCUM_DPARAMS : 0u);
     float *db = c->bias ? l->params[1].grad : NULL;
     return dp_cpu_dense_backward_pool(l->dx[0], l->params[0].grad, db, dz, l->x[0],
                                       l->params[0].data, &p, accum, s->pool);

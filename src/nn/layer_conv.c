@@ -63,17 +63,17 @@ static dp_status conv_infer(dp_layer *l, const dp_net *net)
         return dp_layer_error(l, DP_ERR_SHAPE,
                               "expected an input of at least %lldx%lld for a %dx%d window "
                               "(dilation %d, padding %d), got %lldx%lld",
-                              (long long)(span - 2 * c->padding), (long long)(span - 2 * c->padding),
-                              c->size, c->size, c->dilation, c->padding, (long long)H,
-                              (long long)W);
+                              (long long)(span - 2 * c->padding),
+                              (long long)(span - 2 * c->padding), c->size, c->size, c->dilation,
+                              c->padding, (long long)H, (long long)W);
     }
     l->out_shape = dp_chw(c->filters, out_h, out_w);
     int64_t cin = C / c->groups;
     int64_t dims[4] = {c->filters, cin, c->size, c->size};
     int fan_in = (int)(cin * c->size * c->size);
     int fan_out = (int)(c->filters / c->groups * c->size * c->size);
-    dp__layer_add_param(l, "weights", dp_shape_make(4, dims), DP_PARAM_INIT_WEIGHT, fan_in,
-                        fan_out, 1);
+    dp__layer_add_param(l, "weights", dp_shape_make(4, dims), DP_PARAM_INIT_WEIGHT, fan_in, fan_out,
+                        1);
     int64_t k[1] = {c->filters};
     if (c->bias) {
         dp__layer_add_param(l, "biases", dp_shape_make(1, k), DP_PARAM_INIT_BIAS, fan_in, 0, 0);
@@ -81,8 +81,8 @@ static dp_status conv_infer(dp_layer *l, const dp_net *net)
     l->params[0].spec.init_name = strcmp(c->init, "default") == 0 ? NULL : c->init;
     l->params[0].spec.gain = dp_init_gain(c->post.act, c->post.slope);
     dp__post_add_params(l, &c->post, c->filters);
-    l->flops = 2.0 * (double)c->filters * (double)cin * c->size * c->size * (double)out_h *
-               (double)out_w;
+    l->flops =
+        2.0 * (double)c->filters * (double)cin * c->size * c->size * (double)out_h * (double)out_w;
     dp_conv_params p = DP_CONV_PARAMS_INIT;
     p.N = 1;
     p.C = (int)C;
@@ -124,8 +124,8 @@ static dp_status conv_forward(dp_layer *l, const dp_step *s)
     const size_t ohw = (size_t)p.out_h * (size_t)p.out_w;
     dp_conv_epilogue ep;
     float *raw = dp__post_prepare(l, &c->post, s, c->filters, ohw, &ep);
-    DP_TRY(dp_cpu_conv_forward_pool(raw, l->x[0], l->params[0].data, bias, &p, &ep, s->pool,
-                                    s->ws, s->ws_bytes));
+    DP_TRY(dp_cpu_conv_forward_pool(raw, l->x[0], l->params[0].data, bias, &p, &ep, s->pool, s->ws,
+                                    s->ws_bytes));
     return dp__post_finish(l, &c->post, s, c->filters, ohw, &ep);
 }
 
@@ -139,12 +139,11 @@ static dp_status conv_backward(dp_layer *l, const dp_step *s)
     dp_conv_dy_map map; // with a bias the map cannot give the bias gradient: materialize dz
     DP_TRY(dp__post_backward_map(l, &c->post, s, c->filters, (size_t)(p.out_h * p.out_w),
                                  db == NULL ? &map : NULL, &dz));
-    unsigned accum = (s->accumulate ? DP_ACCUM_DPARAMS : 0u) |
-                     (l->dx_accumulate[0] ? DP_ACCUM_DX : 0u);
-    return dp_cpu_conv_backward_pool(l->dx[0], l->params[0].grad, db, dz, l->x[0],
-                                     l->params[0].data, &p,
-                                     db == NULL && map.coef != NULL ? &map : NULL, accum, s->pool,
-                                     s->ws, s->ws_bytes);
+    unsigned accum =
+        (s->accumulate ? DP_ACCUM_DPARAMS : 0u) | (l->dx_accumulate[0] ? DP_ACCUM_DX : 0u);
+    return dp_cpu_conv_backward_pool(
+        l->dx[0], l->params[0].grad, db, dz, l->x[0], l->params[0].data, &p,
+        db == NULL && map.coef != NULL ? &map : NULL, accum, s->pool, s->ws, s->ws_bytes);
 }
 
 const dp_layer_ops dp_layer_conv_ops = {

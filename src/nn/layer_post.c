@@ -223,8 +223,8 @@ dp_status dp__post_finish(dp_layer *l, const dp__post *post, const dp_step *s, i
                                      &p, s->pool));
         return dp_cpu_prelu_forward(l->y, st.a, l->params[post->prelu].data, s->n, C, hw);
     }
-    return dp_cpu_bn_act_forward(l->y, needs_input(post) ? st.a : NULL, st.z, mean, st.scale,
-                                 beta, post->act, post->slope, &p, s->pool);
+    return dp_cpu_bn_act_forward(l->y, needs_input(post) ? st.a : NULL, st.z, mean, st.scale, beta,
+                                 post->act, post->slope, &p, s->pool);
 }
 
 dp_status dp__post_forward(dp_layer *l, const dp__post *post, const dp_step *s, int C, size_t hw)
@@ -254,8 +254,8 @@ dp_status dp__post_backward_map(dp_layer *l, const dp__post *post, const dp_step
         bn_act = DP_ACT_LINEAR;
     } else if (post->act != DP_ACT_LINEAR && !(post->bn && dp_bn_act_fusable(post->act))) {
         const float *x = needs_input(post) ? st.a : NULL;
-        DP_TRY(dp_cpu_act_backward_pool(s->scratch[0], g, x, needs_input(post) ? NULL : l->y,
-                                        count, post->act, post->slope, s->pool));
+        DP_TRY(dp_cpu_act_backward_pool(s->scratch[0], g, x, needs_input(post) ? NULL : l->y, count,
+                                        post->act, post->slope, s->pool));
         g = s->scratch[0];
         bn_act = DP_ACT_LINEAR;
     }
@@ -270,19 +270,19 @@ dp_status dp__post_backward_map(dp_layer *l, const dp__post *post, const dp_step
                                        l->params[post->scales].data, st.mean, st.inv_std, bn_act,
                                        post->slope, &p, accum_params, s->pool));
     if (map != NULL) {
-        *map = (dp_conv_dy_map){.y = y, .z = st.z, .coef = st.coef, .act = bn_act,
-                                .slope = post->slope};
+        *map = (dp_conv_dy_map){
+            .y = y, .z = st.z, .coef = st.coef, .act = bn_act, .slope = post->slope};
         *dz = g; // the kernel maps it image by image
         return DP_OK;
     }
-    DP_TRY(dp_cpu_bn_act_backward_apply(s->scratch[1], g, y, st.z, st.coef, bn_act, post->slope,
-                                        &p, 0, s->pool));
+    DP_TRY(dp_cpu_bn_act_backward_apply(s->scratch[1], g, y, st.z, st.coef, bn_act, post->slope, &p,
+                                        0, s->pool));
     *dz = s->scratch[1];
     return DP_OK;
 }
 
-dp_status dp__post_backward(dp_layer *l, const dp__post *post, const dp_step *s, int C,
-                            size_t hw, const float **dz)
+dp_status dp__post_backward(dp_layer *l, const dp__post *post, const dp_step *s, int C, size_t hw,
+                            const float **dz)
 {
     return dp__post_backward_map(l, post, s, C, hw, NULL, dz);
 }

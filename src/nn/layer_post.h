@@ -10,13 +10,13 @@
 #include "nn/layer.h"
 
 typedef struct dp__post {
-    int bn;          // batch norm after the linear map
+    int bn; // batch norm after the linear map
     dp_act act;
-    float slope;     // leaky slope
-    int scales;      // index in l->params of the batch-norm scales (gamma), or -1
-    int shifts;      // ... of the shifts (beta), or -1
-    int prelu;       // ... of the PReLU slopes, or -1
-    int running;     // index in l->buffers of the running mean (variance follows), or -1
+    float slope; // leaky slope
+    int scales;  // index in l->params of the batch-norm scales (gamma), or -1
+    int shifts;  // ... of the shifts (beta), or -1
+    int prelu;   // ... of the PReLU slopes, or -1
+    int running; // index in l->buffers of the running mean (variance follows), or -1
 } dp__post;
 
 // Reads activation= (default def) and slope=, resolving the name; an unknown name is
@@ -51,8 +51,8 @@ dp_status dp__post_finish(dp_layer *l, const dp__post *post, const dp_step *s, i
 
 // dz from l->dy, into step scratch (or l->dy itself when nothing follows the linear map), and
 // the batch-norm / PReLU parameter gradients. Returns dz in *dz.
-dp_status dp__post_backward(dp_layer *l, const dp__post *post, const dp_step *s, int C,
-                            size_t hw, const float **dz);
+dp_status dp__post_backward(dp_layer *l, const dp__post *post, const dp_step *s, int C, size_t hw,
+                            const float **dz);
 
 // As dp__post_backward, for a kernel that can take dz as a map of what *dz points to
 // (dp_conv_dy_map): when batch norm is followed by a fusable activation, map->coef is set and

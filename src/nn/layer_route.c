@@ -12,7 +12,7 @@
 
 typedef struct shortcut_priv {
     double alpha, beta;
-    dp__post post; // the activation after the add
+    dp__post post;        // the activation after the add
     dp_shortcut_params p; // N set per step
 } shortcut_priv;
 
@@ -43,9 +43,8 @@ static dp_status route_infer(dp_layer *l, const dp_net *net)
             char a[64];
             return dp_layer_error(l, DP_ERR_SHAPE,
                                   "expected layer %d to be %lldx%lld like layer %d, got %s",
-                                  l->inputs[i], (long long)first.dims[1],
-                                  (long long)first.dims[2], l->inputs[0],
-                                  dp_layer_shape_str(&s, a, sizeof a));
+                                  l->inputs[i], (long long)first.dims[1], (long long)first.dims[2],
+                                  l->inputs[0], dp_layer_shape_str(&s, a, sizeof a));
         }
         channels += s.dims[0];
         l->in_count[i] = dp_shape_count(&s);
@@ -112,9 +111,15 @@ static dp_status shortcut_infer(dp_layer *l, const dp_net *net)
     l->out_shape = l->in_shape;
     shortcut_priv *p = l->priv;
     dp__post_add_params(l, &p->post, (int)l->in_shape.dims[0]);
-    dp_shortcut_params q = {.N = 1, .C = (int)l->in_shape.dims[0], .H = (int)h, .W = (int)w,
-                            .from_C = (int)from.dims[0], .from_H = (int)fh, .from_W = (int)fw,
-                            .alpha = (float)p->alpha, .beta = (float)p->beta};
+    dp_shortcut_params q = {.N = 1,
+                            .C = (int)l->in_shape.dims[0],
+                            .H = (int)h,
+                            .W = (int)w,
+                            .from_C = (int)from.dims[0],
+                            .from_H = (int)fh,
+                            .from_W = (int)fw,
+                            .alpha = (float)p->alpha,
+                            .beta = (float)p->beta};
     if (dp_shortcut_params_check(&q) != DP_OK) {
         return dp_layer_error(l, DP_ERR_SHAPE, "%s", dp_error_message());
     }
@@ -143,8 +148,8 @@ static dp_status shortcut_forward(dp_layer *l, const dp_step *s)
     dp_shortcut_params q = p->p;
     q.N = s->n;
     if (shortcut_fused(p)) {
-        return dp_cpu_shortcut_act_forward(l->y, l->x[0], l->x[1], &q, p->post.act,
-                                           p->post.slope, s->pool);
+        return dp_cpu_shortcut_act_forward(l->y, l->x[0], l->x[1], &q, p->post.act, p->post.slope,
+                                           s->pool);
     }
     DP_TRY(dp_cpu_shortcut_forward(dp__post_raw(l, &p->post), l->x[0], l->x[1], &q));
     return dp__post_forward(l, &p->post, s, q.C, (size_t)q.H * (size_t)q.W);
@@ -157,8 +162,8 @@ static dp_status shortcut_backward(dp_layer *l, const dp_step *s)
     q.N = s->n;
     if (shortcut_fused(p)) {
         return dp_cpu_shortcut_act_backward(l->dx[0], l->dx[1], l->dy, l->y, &q, p->post.act,
-                                            p->post.slope, l->dx_accumulate[0],
-                                            l->dx_accumulate[1], s->pool);
+                                            p->post.slope, l->dx_accumulate[0], l->dx_accumulate[1],
+                                            s->pool);
     }
     const float *dz;
     DP_TRY(dp__post_backward(l, &p->post, s, q.C, (size_t)q.H * (size_t)q.W, &dz));

@@ -281,13 +281,17 @@ static dp_status init_param(const dp_layer *l, int index, uint64_t seed, dp_init
 {
     const dp_param *prm = &l->params[index];
     size_t n = (size_t)dp_shape_count(&prm->spec.shape);
-    dp_init_params ip = {.kind = fallback, .fan_in = prm->spec.fan_in,
-                         .fan_out = prm->spec.fan_out, .gain = prm->spec.gain, .seed = seed,
-                         .layer = (uint32_t)l->index, .param = (uint32_t)index};
+    dp_init_params ip = {.kind = fallback,
+                         .fan_in = prm->spec.fan_in,
+                         .fan_out = prm->spec.fan_out,
+                         .gain = prm->spec.gain,
+                         .seed = seed,
+                         .layer = (uint32_t)l->index,
+                         .param = (uint32_t)index};
     switch (prm->spec.init) {
     case DP_PARAM_INIT_WEIGHT:
-        if (prm->spec.init_name != NULL && dp_init_from_name(prm->spec.init_name, &ip.kind) !=
-                                               DP_OK) {
+        if (prm->spec.init_name != NULL &&
+            dp_init_from_name(prm->spec.init_name, &ip.kind) != DP_OK) {
             return dp_layer_error(l, DP_ERR_CFG, "init=%s: unknown initializer",
                                   prm->spec.init_name);
         }
@@ -297,9 +301,8 @@ static dp_status init_param(const dp_layer *l, int index, uint64_t seed, dp_init
         return dp_cpu_init_fill(prm->data, n, &ip);
     case DP_PARAM_INIT_BIAS:
         // PyTorch draws biases like its default weights; the other initializers start at 0.
-        if (fallback != DP_INIT_PYTORCH ||
-            (l->params[0].spec.init_name != NULL &&
-             strcmp(l->params[0].spec.init_name, "pytorch") != 0)) {
+        if (fallback != DP_INIT_PYTORCH || (l->params[0].spec.init_name != NULL &&
+                                            strcmp(l->params[0].spec.init_name, "pytorch") != 0)) {
             return fill_const(prm->data, n, 0.0f);
         }
         ip.kind = DP_INIT_PYTORCH;
@@ -319,9 +322,10 @@ dp_status dp_net_init_params(dp_net *net, uint64_t seed, const char *default_ini
     DP_ASSERT(net->arena != NULL);
     dp_init fallback;
     if (dp_init_from_name(default_init, &fallback) != DP_OK) {
-        return dp_error_set(DP_ERR_CFG, "%s: init=%s: unknown initializer (expected pytorch, "
-                                        "kaiming_normal, kaiming_uniform, xavier_normal, "
-                                        "xavier_uniform, lecun_normal, lecun_uniform)",
+        return dp_error_set(DP_ERR_CFG,
+                            "%s: init=%s: unknown initializer (expected pytorch, "
+                            "kaiming_normal, kaiming_uniform, xavier_normal, "
+                            "xavier_uniform, lecun_normal, lecun_uniform)",
                             dp_cfg_path(net->cfg), default_init);
     }
     for (int i = 0; i < net->n_layers; i++) {

@@ -30,7 +30,7 @@ struct dp_net {
     size_t scratch_floats;
     float *ws; // kernel workspace
     size_t ws_bytes;
-    int loss_layer; // index of the [softmax] layer that computes the loss, or -1
+    int loss_layer;      // index of the [softmax] layer that computes the loss, or -1
     dp_threadpool *pool; // CPU threads of the kernels (dp_net_alloc); NULL for one thread
 };
 

@@ -11,8 +11,8 @@
 #include "core/threadpool.h"
 
 typedef struct count_ctx {
-    int *hits;        // (n_tasks) times each task ran
-    int *thread_of;   // (n_tasks) thread that ran it
+    int *hits;      // (n_tasks) times each task ran
+    int *thread_of; // (n_tasks) thread that ran it
     int threads;
     atomic_int bad_thread;
 } count_ctx;

@@ -62,8 +62,7 @@ static float *alloc_n(size_t n)
     return v;
 }
 
-static void expect_close(const char *what, const float *got, const float *ref, size_t n,
-                         double tol)
+static void expect_close(const char *what, const float *got, const float *ref, size_t n, double tol)
 {
     gc_err e = gc_compare_f(what, got, ref, n, 1e-2);
     cr_expect_lt(e.max_rel, tol, "%s: rel err %g at %zu (%g vs %g)", what, e.max_rel, e.index,
@@ -79,16 +78,15 @@ Test(bn_act, plane_statistics_give_the_batch_statistics)
     float *y = alloc_n(f.n), ref[12];
     memcpy(ref + 6, f.rmean, 3 * sizeof(float));
     memcpy(ref + 9, f.rvar, 3 * sizeof(float));
-    cr_assert_eq(dp_cpu_bn_forward_train(y, ref, ref + 3, ref + 6, ref + 9, f.z, f.gamma, f.beta,
-                                         &f.p),
-                 DP_OK);
+    cr_assert_eq(
+        dp_cpu_bn_forward_train(y, ref, ref + 3, ref + 6, ref + 9, f.z, f.gamma, f.beta, &f.p),
+        DP_OK);
     dp_cpu_bn_plane_stats_pool(f.stats, f.z, &f.p, NULL);
-    cr_assert_eq(dp_cpu_bn_stats_finish(f.mean, f.inv_std, f.rmean, f.rvar, f.stats, &f.p),
-                 DP_OK);
+    cr_assert_eq(dp_cpu_bn_stats_finish(f.mean, f.inv_std, f.rmean, f.rvar, f.stats, &f.p), DP_OK);
     for (int c = 0; c < 3; c++) {
         cr_expect_float_eq(f.mean[c], ref[c], 1e-6f * fabsf(ref[c]), "mean[%d]", c);
-        cr_expect_float_eq(f.inv_std[c], ref[3 + c], 1e-5f * ref[3 + c], "inv_std[%d] %g vs %g",
-                           c, (double)f.inv_std[c], (double)ref[3 + c]);
+        cr_expect_float_eq(f.inv_std[c], ref[3 + c], 1e-5f * ref[3 + c], "inv_std[%d] %g vs %g", c,
+                           (double)f.inv_std[c], (double)ref[3 + c]);
         cr_expect_float_eq(f.rmean[c], ref[6 + c], 1e-6f * fabsf(ref[6 + c]), "running_mean");
         cr_expect_float_eq(f.rvar[c], ref[9 + c], 1e-5f * ref[9 + c], "running_var");
     }
@@ -100,8 +98,7 @@ Test(bn_act, plane_statistics_give_the_batch_statistics)
     fix_fini(&f);
 }
 
-static const dp_act acts[] = {DP_ACT_LINEAR, DP_ACT_RELU, DP_ACT_LEAKY, DP_ACT_TANH,
-                              DP_ACT_SWISH};
+static const dp_act acts[] = {DP_ACT_LINEAR, DP_ACT_RELU, DP_ACT_LEAKY, DP_ACT_TANH, DP_ACT_SWISH};
 
 // Forward with batch statistics: the reference batch norm, then the reference activation.
 Test(bn_act, forward_matches_batchnorm_then_activation)
@@ -148,9 +145,9 @@ Test(bn_act, backward_matches_activation_then_batchnorm_backward)
     const size_t n = f.n, C = 3;
     float *y = alloc_n(n), *g = alloc_n(n), *ref_dx = alloc_n(n), *dx = alloc_n(n);
     float *bn = alloc_n(n), coef[12], ref_dp[6], dp[6], start[6];
-    cr_assert_eq(dp_cpu_bn_forward_train(bn, f.mean, f.inv_std, NULL, NULL, f.z, f.gamma, f.beta,
-                                         &f.p),
-                 DP_OK);
+    cr_assert_eq(
+        dp_cpu_bn_forward_train(bn, f.mean, f.inv_std, NULL, NULL, f.z, f.gamma, f.beta, &f.p),
+        DP_OK);
     const dp_act fused[] = {DP_ACT_LINEAR, DP_ACT_RELU, DP_ACT_LEAKY};
     for (int k = 0; k < 3; k++) {
         cr_assert_eq(dp_cpu_act_forward(y, bn, n, fused[k], 0.1f), DP_OK);
@@ -165,11 +162,11 @@ Test(bn_act, backward_matches_activation_then_batchnorm_backward)
                                             f.inv_std, &f.p, accum),
                          DP_OK);
             cr_assert_eq(dp_cpu_bn_act_backward_coef(coef, dp, dp + C, f.dy, y, f.z, f.gamma,
-                                                     f.mean, f.inv_std, fused[k], 0.1f, &f.p,
-                                                     accum, NULL),
+                                                     f.mean, f.inv_std, fused[k], 0.1f, &f.p, accum,
+                                                     NULL),
                          DP_OK, "%s", dp_error_message());
-            cr_assert_eq(dp_cpu_bn_act_backward_apply(dx, f.dy, y, f.z, coef, fused[k], 0.1f,
-                                                      &f.p, (accum & DP_ACCUM_DX) != 0, NULL),
+            cr_assert_eq(dp_cpu_bn_act_backward_apply(dx, f.dy, y, f.z, coef, fused[k], 0.1f, &f.p,
+                                                      (accum & DP_ACCUM_DX) != 0, NULL),
                          DP_OK);
             char what[64];
             snprintf(what, sizeof what, "bn+%s backward dx (accum %u)", dp_act_name(fused[k]),
@@ -218,9 +215,9 @@ Test(bn_act, results_are_bitwise_the_same_for_any_thread_count, .timeout = 60)
         cr_assert_eq(dp_cpu_bn_act_backward_coef(ct, pt, pt + 5, f.dy, yt, f.z, f.gamma, f.mean,
                                                  f.inv_std, DP_ACT_RELU, 0.0f, &f.p, 0, pool),
                      DP_OK);
-        cr_assert_eq(dp_cpu_bn_act_backward_apply(dzt, f.dy, yt, f.z, ct, DP_ACT_RELU, 0.0f, &f.p,
-                                                  0, pool),
-                     DP_OK);
+        cr_assert_eq(
+            dp_cpu_bn_act_backward_apply(dzt, f.dy, yt, f.z, ct, DP_ACT_RELU, 0.0f, &f.p, 0, pool),
+            DP_OK);
         if (threads > 0) {
             cr_expect(memcmp(y, y0, n * sizeof(float)) == 0, "y, %d threads", threads);
             cr_expect(memcmp(dz, dz0, n * sizeof(float)) == 0, "dz, %d threads", threads);
@@ -297,36 +294,35 @@ Test(bn_act, conv_epilogue_equals_the_separate_passes)
         gc_fill(mean, 7, -0.2f, 0.2f, 54);
         gc_fill(scale, 7, 0.5f, 2.0f, 55);
         gc_fill(shift, 7, -0.5f, 0.5f, 56);
-        cr_assert_eq(dp_cpu_conv_forward_pool(c.z, c.x, c.w, NULL, &c.p, NULL, NULL, c.ws,
-                                              c.ws_bytes),
-                     DP_OK);
+        cr_assert_eq(
+            dp_cpu_conv_forward_pool(c.z, c.x, c.w, NULL, &c.p, NULL, NULL, c.ws, c.ws_bytes),
+            DP_OK);
         dp_cpu_bn_plane_stats_pool(ref_st, c.z, &b, NULL);
         dp_conv_epilogue ep = {.plane_stats = st, .act = DP_ACT_LINEAR};
-        cr_assert_eq(dp_cpu_conv_forward_pool(c.y, c.x, c.w, NULL, &c.p, &ep, NULL, c.ws,
-                                              c.ws_bytes),
-                     DP_OK);
+        cr_assert_eq(
+            dp_cpu_conv_forward_pool(c.y, c.x, c.w, NULL, &c.p, &ep, NULL, c.ws, c.ws_bytes),
+            DP_OK);
         cr_expect(memcmp(c.y, c.z, c.ny * sizeof(float)) == 0, "stride %d: y", stride);
-        cr_expect(memcmp(st, ref_st, nst * sizeof(double)) == 0, "stride %d: plane stats",
-                  stride);
+        cr_expect(memcmp(st, ref_st, nst * sizeof(double)) == 0, "stride %d: plane stats", stride);
         const dp_act eval_acts[] = {DP_ACT_RELU, DP_ACT_LEAKY, DP_ACT_MISH};
         for (int k = 0; k < 3; k++) {
             float *ref = alloc_n(c.ny);
             cr_assert_eq(dp_cpu_bn_act_forward(ref, NULL, c.z, mean, scale, shift, eval_acts[k],
                                                0.1f, &b, NULL),
                          DP_OK);
-            dp_conv_epilogue ev = {.mean = mean, .scale = scale, .shift = shift,
-                                   .act = eval_acts[k], .slope = 0.1f};
-            cr_assert_eq(dp_cpu_conv_forward_pool(c.y, c.x, c.w, NULL, &c.p, &ev, NULL, c.ws,
-                                                  c.ws_bytes),
-                         DP_OK);
+            dp_conv_epilogue ev = {
+                .mean = mean, .scale = scale, .shift = shift, .act = eval_acts[k], .slope = 0.1f};
+            cr_assert_eq(
+                dp_cpu_conv_forward_pool(c.y, c.x, c.w, NULL, &c.p, &ev, NULL, c.ws, c.ws_bytes),
+                DP_OK);
             cr_expect(memcmp(c.y, ref, c.ny * sizeof(float)) == 0, "stride %d: eval %s", stride,
                       dp_act_name(eval_acts[k]));
             free(ref);
         }
         dp_conv_epilogue bad = {.act = DP_ACT_PRELU};
-        cr_expect_eq(dp_cpu_conv_forward_pool(c.y, c.x, c.w, NULL, &c.p, &bad, NULL, c.ws,
-                                              c.ws_bytes),
-                     DP_ERR_ARG);
+        cr_expect_eq(
+            dp_cpu_conv_forward_pool(c.y, c.x, c.w, NULL, &c.p, &bad, NULL, c.ws, c.ws_bytes),
+            DP_ERR_ARG);
         free(st);
         free(ref_st);
         conv_fini(&c);
@@ -352,16 +348,16 @@ Test(bn_act, conv_dy_map_equals_the_materialized_gradient)
                                                  DP_ACT_RELU, 0.0f, &b, 0, NULL),
                      DP_OK);
         float *dz = alloc_n(c.ny);
-        cr_assert_eq(dp_cpu_bn_act_backward_apply(dz, c.dy, c.y, c.z, coef, DP_ACT_RELU, 0.0f, &b,
-                                                  0, NULL),
-                     DP_OK);
+        cr_assert_eq(
+            dp_cpu_bn_act_backward_apply(dz, c.dy, c.y, c.z, coef, DP_ACT_RELU, 0.0f, &b, 0, NULL),
+            DP_OK);
         float *ref = alloc_n(c.nx + c.nw), *got = alloc_n(c.nx + c.nw);
         cr_assert_eq(dp_cpu_conv_backward_pool(ref, ref + c.nx, NULL, dz, c.x, c.w, &c.p, NULL, 0,
                                                NULL, c.ws, c.ws_bytes),
                      DP_OK);
         dp_conv_dy_map map = {.y = c.y, .z = c.z, .coef = coef, .act = DP_ACT_RELU};
-        cr_assert_eq(dp_cpu_conv_backward_pool(got, got + c.nx, NULL, c.dy, c.x, c.w, &c.p, &map,
-                                               0, NULL, c.ws, c.ws_bytes),
+        cr_assert_eq(dp_cpu_conv_backward_pool(got, got + c.nx, NULL, c.dy, c.x, c.w, &c.p, &map, 0,
+                                               NULL, c.ws, c.ws_bytes),
                      DP_OK);
         cr_expect(memcmp(got, ref, (c.nx + c.nw) * sizeof(float)) == 0, "stride %d", stride);
         float db[7];

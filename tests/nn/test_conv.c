@@ -351,8 +351,8 @@ static void check_pool_case(const conv_case *c)
         cr_expect(memcmp(o.dw, one.dw, f.nw * sizeof(float)) == 0, "%s dw: %d threads", c->name,
                   threads);
         if (f.b != NULL) {
-            cr_expect(memcmp(o.db, one.db, (size_t)p->K * sizeof(float)) == 0,
-                      "%s db: %d threads", c->name, threads);
+            cr_expect(memcmp(o.db, one.db, (size_t)p->K * sizeof(float)) == 0, "%s db: %d threads",
+                      c->name, threads);
         }
         pool_out_free(&o);
     }
@@ -415,9 +415,9 @@ Test(conv, pool_kernels_reject_a_small_workspace)
     cr_expect_eq(dp_cpu_conv_backward_pool(g, g + f.nx, NULL, f.dy, f.x, f.w, &f.p, NULL, 0, NULL,
                                            ws, need / 2),
                  DP_ERR_ARG);
-    cr_expect_eq(dp_cpu_conv_backward_pool(g, NULL, NULL, f.dy, f.x, f.w, &f.p, NULL, 0, NULL, ws,
-                                           need),
-                 DP_ERR_ARG);
+    cr_expect_eq(
+        dp_cpu_conv_backward_pool(g, NULL, NULL, f.dy, f.x, f.w, &f.p, NULL, 0, NULL, ws, need),
+        DP_ERR_ARG);
     cr_expect_not_null(strstr(dp_error_message(), "'dw'"), "%s", dp_error_message());
     free(g);
     free(ws);

@@ -266,8 +266,8 @@ static void expect_same_for_threads(const char *name, const char *text, int batc
         destroy(&f);
         cr_expect(memcmp(&r.loss, &one.loss, sizeof r.loss) == 0, "%s: loss, %d threads", name,
                   threads);
-        cr_expect(memcmp(r.grads, one.grads, n * sizeof(float)) == 0, "%s: grads, %d threads",
-                  name, threads);
+        cr_expect(memcmp(r.grads, one.grads, n * sizeof(float)) == 0, "%s: grads, %d threads", name,
+                  threads);
         cr_expect(memcmp(r.buffers, one.buffers, nb * sizeof(float)) == 0,
                   "%s: running statistics, %d threads", name, threads);
         cr_expect(memcmp(&r.eval_loss, &one.eval_loss, sizeof r.eval_loss) == 0 &&

@@ -80,8 +80,8 @@ DP_MUST_CHECK dp_status dp_cpu_act_backward(float *dx, const float *dy, const fl
 DP_MUST_CHECK dp_status dp_cpu_act_forward_pool(float *y, const float *x, size_t n, dp_act act,
                                                 float slope, dp_threadpool *pool);
 DP_MUST_CHECK dp_status dp_cpu_act_backward_pool(float *dx, const float *dy, const float *x,
-                                                 const float *y, size_t n, dp_act act,
-                                                 float slope, dp_threadpool *pool);
+                                                 const float *y, size_t n, dp_act act, float slope,
+                                                 dp_threadpool *pool);
 
 // PReLU: y = x > 0 ? x : slope[c] x, per channel.
 //   y, x  (N, C, hw) NCHW with hw = H W, host; y may equal x

@@ -128,8 +128,8 @@ typedef struct fwd_job {
     size_t hw;
 } fwd_job;
 
-static void fwd_plane(float *restrict y, const float *restrict z, size_t n, float mean,
-                      float scale, float shift, dp_act act, float slope)
+static void fwd_plane(float *restrict y, const float *restrict z, size_t n, float mean, float scale,
+                      float shift, dp_act act, float slope)
 {
     switch (act) {
     case DP_ACT_RELU:
@@ -154,9 +154,8 @@ static void fwd_plane(float *restrict y, const float *restrict z, size_t n, floa
 
 // bn_out = the affine map of z (fused with act when fusable and a is not needed), then y = act
 // of bn_out when not fused.
-static void fwd_image(float *y, float *bn_out, const float *z, int C, size_t hw,
-                      const float *mean, const float *scale, const float *shift, dp_act act,
-                      float slope)
+static void fwd_image(float *y, float *bn_out, const float *z, int C, size_t hw, const float *mean,
+                      const float *scale, const float *shift, dp_act act, float slope)
 {
     const dp_act fused = dp_bn_act_fusable(act) && bn_out == y ? act : DP_ACT_LINEAR;
     if (mean != NULL) {
@@ -186,8 +185,8 @@ static void fwd_task(void *arg, long n, int thread)
     (void)thread;
     const fwd_job *j = arg;
     const size_t off = (size_t)n * (size_t)j->C * j->hw;
-    fwd_image(j->y + off, j->a != NULL ? j->a + off : j->y + off, j->z + off, j->C, j->hw,
-              j->mean, j->scale, j->shift, j->act, j->slope);
+    fwd_image(j->y + off, j->a != NULL ? j->a + off : j->y + off, j->z + off, j->C, j->hw, j->mean,
+              j->scale, j->shift, j->act, j->slope);
 }
 
 dp_status dp_cpu_bn_act_forward(float *y, float *a, const float *z, const float *mean,
@@ -220,9 +219,8 @@ static float combine8(const float l[8])
 
 // *sum += sum g, *dot += sum g (z - mean) over one block with g = dy act'(y), 8 float lanes;
 // y is not read for linear. One loop per case so that each vectorizes.
-static void block_sums(const float *restrict dy, const float *restrict y,
-                       const float *restrict z, size_t n, float mean, dp_act act, float slope,
-                       double *sum, double *dot)
+static void block_sums(const float *restrict dy, const float *restrict y, const float *restrict z,
+                       size_t n, float mean, dp_act act, float slope, double *sum, double *dot)
 {
     float ls[8] = {0}, ld[8] = {0}, ts = 0.0f, td = 0.0f;
     const size_t nb = n / 8 * 8;
@@ -304,8 +302,8 @@ static void coef_task(void *arg, long c, int thread)
         size_t off = ((size_t)n * j->C + (size_t)c) * j->hw;
         for (size_t b = 0; b < j->hw; b += DP__SUM_BLOCK) {
             size_t len = j->hw - b < DP__SUM_BLOCK ? j->hw - b : DP__SUM_BLOCK;
-            block_sums(j->dy + off + b, j->y != NULL ? j->y + off + b : NULL, j->z + off + b,
-                       len, mean, j->act, j->slope, &sum, &dot);
+            block_sums(j->dy + off + b, j->y != NULL ? j->y + off + b : NULL, j->z + off + b, len,
+                       mean, j->act, j->slope, &sum, &dot);
         }
     }
     const double m = (double)j->N * (double)j->hw;
@@ -322,9 +320,9 @@ static void coef_task(void *arg, long c, int thread)
 
 dp_status dp_cpu_bn_act_backward_coef(float *coef, float *dgamma, float *dbeta, const float *dy,
                                       const float *y, const float *z, const float *gamma,
-                                      const float *save_mean, const float *save_inv_std,
-                                      dp_act act, float slope, const dp_bn_params *p,
-                                      unsigned accum, dp_threadpool *pool)
+                                      const float *save_mean, const float *save_inv_std, dp_act act,
+                                      float slope, const dp_bn_params *p, unsigned accum,
+                                      dp_threadpool *pool)
 {
     static const char kernel[] = "batchnorm+activation backward";
     DP_TRY(check_dims(p, kernel));
@@ -343,8 +341,10 @@ dp_status dp_cpu_bn_act_backward_coef(float *coef, float *dgamma, float *dbeta, 
     if (act != DP_ACT_LINEAR) {
         DP_CPU_NEED(y, kernel);
     }
-    coef_job j = {coef, dgamma, dbeta, dy, y, z, gamma, save_mean, save_inv_std, act, slope,
-                  p->N, p->C, (accum & DP_ACCUM_DPARAMS) != 0, plane_of(p)};
+    coef_job j = {
+        coef,       dgamma,       dbeta, dy,    y,    z,    gamma,
+        save_mean,  save_inv_std, act,   slope, p->N, p->C, (accum & DP_ACCUM_DPARAMS) != 0,
+        plane_of(p)};
     dp_threadpool_for(pool, p->C, coef_task, &j);
     return DP_OK;
 }
@@ -390,9 +390,8 @@ static void apply_task(void *arg, long n, int thread)
     const apply_job *j = arg;
     for (int c = 0; c < j->C; c++) {
         size_t off = ((size_t)n * j->C + (size_t)c) * j->hw;
-        dp__bn_act_dz_plane(j->dz + off, j->dy + off, j->y != NULL ? j->y + off : NULL,
-                            j->z + off, j->hw, j->coef + 4 * c, j->act, j->slope,
-                            j->accumulate);
+        dp__bn_act_dz_plane(j->dz + off, j->dy + off, j->y != NULL ? j->y + off : NULL, j->z + off,
+                            j->hw, j->coef + 4 * c, j->act, j->slope, j->accumulate);
     }
 }
 

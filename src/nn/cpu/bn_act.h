@@ -51,10 +51,10 @@ DP_MUST_CHECK dp_status dp_cpu_bn_stats_finish(float *save_mean, float *save_inv
 //   mean, scale, shift (C), host
 //   act   any activation but prelu; slope: leaky's
 // Returns DP_ERR_ARG for NULL tensors, bad dims or activation.
-DP_MUST_CHECK dp_status dp_cpu_bn_act_forward(float *y, float *a, const float *z,
-                                              const float *mean, const float *scale,
-                                              const float *shift, dp_act act, float slope,
-                                              const dp_bn_params *p, dp_threadpool *pool);
+DP_MUST_CHECK dp_status dp_cpu_bn_act_forward(float *y, float *a, const float *z, const float *mean,
+                                              const float *scale, const float *shift, dp_act act,
+                                              float slope, const dp_bn_params *p,
+                                              dp_threadpool *pool);
 
 // One image of dp_cpu_bn_act_forward with a == NULL (the building block of the convolution's
 // epilogue): y = act((z - mean[c]) scale[c] + shift[c]); y may equal z. mean, scale and shift
@@ -72,9 +72,8 @@ void dp__bn_act_image(float *y, const float *z, int C, size_t hw, const float *m
 //   gamma, save_mean, save_inv_std (C), host
 // Returns DP_ERR_ARG for NULL tensors, bad dims or an activation that is not fusable.
 DP_MUST_CHECK dp_status dp_cpu_bn_act_backward_coef(float *coef, float *dgamma, float *dbeta,
-                                                    const float *dy, const float *y,
-                                                    const float *z, const float *gamma,
-                                                    const float *save_mean,
+                                                    const float *dy, const float *y, const float *z,
+                                                    const float *gamma, const float *save_mean,
                                                     const float *save_inv_std, dp_act act,
                                                     float slope, const dp_bn_params *p,
                                                     unsigned accum, dp_threadpool *pool);
@@ -87,10 +86,9 @@ void dp__bn_act_dz_plane(float *dz, const float *dy, const float *y, const float
 
 // dz (+)= the map for the whole batch, one task per image (accumulate: add into dz).
 DP_MUST_CHECK dp_status dp_cpu_bn_act_backward_apply(float *dz, const float *dy, const float *y,
-                                                     const float *z, const float *coef,
-                                                     dp_act act, float slope,
-                                                     const dp_bn_params *p, int accumulate,
-                                                     dp_threadpool *pool);
+                                                     const float *z, const float *coef, dp_act act,
+                                                     float slope, const dp_bn_params *p,
+                                                     int accumulate, dp_threadpool *pool);
 
 DP_EXTERN_C_END
 

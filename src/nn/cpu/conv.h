@@ -92,11 +92,11 @@ DP_MUST_CHECK dp_status dp_cpu_conv_backward_filter(float *dw, float *db, const 
 // this order: batch-norm plane statistics of the raw output; the affine map
 // y = (y - mean[k]) scale[k] + shift[k] (evaluation-mode batch norm); the activation.
 typedef struct dp_conv_epilogue {
-    double *plane_stats;       // (N, K, 2), host, or NULL: dp_cpu_bn_plane_stats of each image
-    const float *mean;         // (K), host, or NULL (then scale and shift are not used)
+    double *plane_stats;        // (N, K, 2), host, or NULL: dp_cpu_bn_plane_stats of each image
+    const float *mean;          // (K), host, or NULL (then scale and shift are not used)
     const float *scale, *shift; // (K), host
-    dp_act act;                // DP_ACT_LINEAR: none; not DP_ACT_PRELU
-    float slope;               // leaky's
+    dp_act act;                 // DP_ACT_LINEAR: none; not DP_ACT_PRELU
+    float slope;                // leaky's
 } dp_conv_epilogue;
 
 // The gradient the backward pass convolves, when it is a map of the layer's output gradient
@@ -129,12 +129,11 @@ DP_MUST_CHECK dp_status dp_cpu_conv_forward_pool(float *y, const float *x, const
 //   x   (N, C, H, W): the forward input; w (K, C / groups, R, S)
 //   map NULL, or the map from dy to dz (then db must be NULL)
 //   ws  as for dp_cpu_conv_forward_pool
-DP_MUST_CHECK dp_status dp_cpu_conv_backward_pool(float *dx, float *dw, float *db,
-                                                  const float *dy, const float *x,
-                                                  const float *w, const dp_conv_params *p,
+DP_MUST_CHECK dp_status dp_cpu_conv_backward_pool(float *dx, float *dw, float *db, const float *dy,
+                                                  const float *x, const float *w,
+                                                  const dp_conv_params *p,
                                                   const dp_conv_dy_map *map, unsigned accum,
-                                                  dp_threadpool *pool, void *ws,
-                                                  size_t ws_bytes);
+                                                  dp_threadpool *pool, void *ws, size_t ws_bytes);
 
 // --- building blocks (exported for the benchmarks and the tests) ---
 

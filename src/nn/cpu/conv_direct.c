@@ -311,8 +311,8 @@ void dp__conv_direct_image(float *y, float *flat, const float *in, const float *
 
 // out[i][0, 16) = sum_t wt[t][0, 16) in[pb[i] + off[t]] for 6 pixels i: 12 accumulators, two
 // weight vectors and a broadcast input in registers.
-static void pixel_tile(float out[6][16], const float *in, const int pb[6],
-                       const float *restrict wt, size_t ldw, const int *restrict off, int ntap)
+static void pixel_tile(float out[6][16], const float *in, const int pb[6], const float *restrict wt,
+                       size_t ldw, const int *restrict off, int ntap)
 {
     __m256 a00 = _mm256_setzero_ps(), a01 = a00, a10 = a00, a11 = a00, a20 = a00, a21 = a00;
     __m256 a30 = a00, a31 = a00, a40 = a00, a41 = a00, a50 = a00, a51 = a00;
@@ -371,8 +371,8 @@ void dp__conv_pixels_image(float *y, const float *in, const float *wt, const int
 }
 
 // The 8 lanes of each of a0..a7 added pairwise: lane i of the result is the sum of ai.
-DP_INLINE __m256 hsum8(__m256 a0, __m256 a1, __m256 a2, __m256 a3, __m256 a4, __m256 a5,
-                       __m256 a6, __m256 a7)
+DP_INLINE __m256 hsum8(__m256 a0, __m256 a1, __m256 a2, __m256 a3, __m256 a4, __m256 a5, __m256 a6,
+                       __m256 a7)
 {
     __m256 s0 = _mm256_hadd_ps(_mm256_hadd_ps(a0, a1), _mm256_hadd_ps(a2, a3));
     __m256 s1 = _mm256_hadd_ps(_mm256_hadd_ps(a4, a5), _mm256_hadd_ps(a6, a7));
@@ -400,8 +400,7 @@ DP_INLINE __m128 hsum4(__m256 a0, __m256 a1, __m256 a2, __m256 a3)
 // sums[3 i + j] = sum over images and p of dyf[i][p] x[off_j + p], i < 4 channels, j < 3 taps:
 // 12 accumulators, 3 input vectors and one dy vector at a time in registers (16 in all).
 static void filter_block(float sums[12], const float *dyf, size_t dy_stride, const float *xpad,
-                         size_t x_stride, int images, const int o[3], size_t plane_dy,
-                         size_t npw)
+                         size_t x_stride, int images, const int o[3], size_t plane_dy, size_t npw)
 {
     __m256 a00 = _mm256_setzero_ps(), a01 = a00, a02 = a00, a10 = a00, a11 = a00, a12 = a00;
     __m256 a20 = a00, a21 = a00, a22 = a00, a30 = a00, a31 = a00, a32 = a00;

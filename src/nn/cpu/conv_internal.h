@@ -97,18 +97,18 @@ void dp__conv_pixels_image(float *y, const float *in, const float *wt, const int
 
 // Shapes of the phase planes of a strided convolution (dp__conv_phases_init).
 typedef struct dp__conv_phases {
-    int nph;            // stride_h stride_w phases per input channel
+    int nph;                 // stride_h stride_w phases per input channel
     unsigned long long used; // bit ph: some tap reads phase ph (all bits when nph > 64)
-    int Hq, Wq;         // rows and row stride of a phase plane: padded H, W over the strides
-    int ntap, nbtap;    // C R S, K R S
-    int Kp, Cp;         // K, C rounded up to DP__CONV_MR
-    int vf, vb;         // micro-tile vectors: forward, backward data
-    size_t npf, npw;    // flat positions: forward (out_h Wq, to the tile), filter (to 8)
-    size_t plane_x;     // floats per phase plane (C nph planes per image)
-    size_t plane_dyf;   // floats per dy plane for the filter gradient: out_h rows of Wq
-    int Mr, Ms, Wd;     // backward data: dy padded by Mr rows above, Ms columns left, rows of Wd
-    size_t npb;         // flat positions of one phase of dx: Hq Wd, to the tile
-    size_t plane_db;    // floats per padded dy plane for backward data
+    int Hq, Wq;              // rows and row stride of a phase plane: padded H, W over the strides
+    int ntap, nbtap;         // C R S, K R S
+    int Kp, Cp;              // K, C rounded up to DP__CONV_MR
+    int vf, vb;              // micro-tile vectors: forward, backward data
+    size_t npf, npw;         // flat positions: forward (out_h Wq, to the tile), filter (to 8)
+    size_t plane_x;          // floats per phase plane (C nph planes per image)
+    size_t plane_dyf;        // floats per dy plane for the filter gradient: out_h rows of Wq
+    int Mr, Ms, Wd;  // backward data: dy padded by Mr rows above, Ms columns left, rows of Wd
+    size_t npb;      // flat positions of one phase of dx: Hq Wd, to the tile
+    size_t plane_db; // floats per padded dy plane for backward data
 } dp__conv_phases;
 
 // Built with AVX2 and FMA, groups 1 and a stride > 1.

@@ -126,8 +126,8 @@ void dp__conv_phases_pack_forward(float *wf, int *off, const float *w, const dp_
             for (int s = 0; s < p->S; s++, t++) {
                 int ph, dr, ds;
                 tap_phase(p, g, r, s, &ph, &dr, &ds);
-                off[t] = (int)(((size_t)c * g->nph + (size_t)ph) * g->plane_x +
-                               (size_t)dr * g->Wq + (size_t)ds);
+                off[t] = (int)(((size_t)c * g->nph + (size_t)ph) * g->plane_x + (size_t)dr * g->Wq +
+                               (size_t)ds);
             }
         }
     }
@@ -199,8 +199,8 @@ void dp__conv_phases_backward_image(float *dx, float *flat, const float *dyb, co
             continue; // no tap lands on this phase: its elements of dx get nothing
         }
         dp__conv_direct_image(NULL, flat, dyb, wb + (size_t)g->Cp * start[ph], off + start[ph],
-                              ntap, p->C, 1, 1, 1, g->npb, g->vb, (size_t)p->K * g->plane_db,
-                              NULL, 0);
+                              ntap, p->C, 1, 1, 1, g->npb, g->vb, (size_t)p->K * g->plane_db, NULL,
+                              0);
         const int a = ph / sw, b = ph % sw;
         int j0 = ceil_div(p->pad_w - b > 0 ? p->pad_w - b : 0, sw);
         for (int c = 0; c < p->C; c++) {
@@ -213,8 +213,7 @@ void dp__conv_phases_backward_image(float *dx, float *flat, const float *dyb, co
                 }
                 const float *src = fc + (size_t)i * g->Wd;
                 float *row = xc + (size_t)u * p->W;
-                for (int j = j0, v = sw * j0 + b - p->pad_w; j < g->Wq && v < p->W;
-                     j++, v += sw) {
+                for (int j = j0, v = sw * j0 + b - p->pad_w; j < g->Wq && v < p->W; j++, v += sw) {
                     row[v] += src[j];
                 }
             }

@@ -16,9 +16,9 @@
 #include "nn/cpu/cpu_internal.h"
 
 enum {
-    MAX_CHUNKS = 16,             // partial filter gradients per backward pass
-    MIN_GROUP_POSITIONS = 512,   // flat positions per filter-gradient pass (groups small images)
-    REDUCE_BLOCK = 4096,         // weights per task of the final sum
+    MAX_CHUNKS = 16,           // partial filter gradients per backward pass
+    MIN_GROUP_POSITIONS = 512, // flat positions per filter-gradient pass (groups small images)
+    REDUCE_BLOCK = 4096,       // weights per task of the final sum
 };
 #define PARTIAL_FLOATS_MAX ((size_t)1 << 22) // cap of all partials together (16 MiB)
 
@@ -32,12 +32,12 @@ typedef enum mode { MODE_DIRECT, MODE_PHASE, MODE_COLS, MODE_REF } mode;
 // Where everything lives in the workspace: a shared part, then one slice per thread.
 typedef struct plan {
     mode mode;
-    dp__conv_geom g;   // MODE_DIRECT
-    dp__conv_phases ph; // MODE_PHASE
+    dp__conv_geom g;        // MODE_DIRECT
+    dp__conv_phases ph;     // MODE_PHASE
     size_t start_at, db_at; // MODE_PHASE: phase tap ranges (shared), padded dy (per thread)
-    int pix_f, pix_b;  // MODE_DIRECT: forward / backward data by the channel-vectorized kernel
-    size_t wtf_at, wtb_at; // its weights: (C R S, K) and (K R S, C)
-    dp_conv_params p1; // p with N = 1 (the per-image kernels of conv.c)
+    int pix_f, pix_b;       // MODE_DIRECT: forward / backward data by the channel-vectorized kernel
+    size_t wtf_at, wtb_at;  // its weights: (C R S, K) and (K R S, C)
+    dp_conv_params p1;      // p with N = 1 (the per-image kernels of conv.c)
     int chunks, group;
     size_t nw;                                      // weights
     size_t wf_at, wb_at, offf_at, offb_at, part_at; // shared, bytes from ws
@@ -153,8 +153,8 @@ static void plan_init(plan *pl, const dp_conv_params *p, int threads)
     while (pl->chunks > 1 && (size_t)pl->chunks * pl->nw > PARTIAL_FLOATS_MAX) {
         pl->chunks--;
     }
-    pl->mode = dp__conv_direct_ok(p)                 ? MODE_DIRECT
-               : dp__conv_phases_ok(p)                ? MODE_PHASE
+    pl->mode = dp__conv_direct_ok(p)                ? MODE_DIRECT
+               : dp__conv_phases_ok(p)              ? MODE_PHASE
                : (DP_CONV_DIRECT && p->groups == 1) ? MODE_COLS
                                                     : MODE_REF;
     size_t at = 0;
@@ -323,23 +323,23 @@ static void fwd_task(void *arg, long n, int thread)
         float *xph = slice_of(pl, j->ws, thread, pl->x_at);
         dp__conv_pad_phases(xph, x, p, g);
         dp__conv_direct_image(y, slice_of(pl, j->ws, thread, pl->flat_at), xph,
-                              at(j->ws, pl->wf_at), at(j->ws, pl->offf_at), g->ntap, p->K,
-                              p->out_h, p->out_w, g->Wq, g->npf, g->vf,
-                              (size_t)p->C * g->nph * g->plane_x, j->bias, 0);
+                              at(j->ws, pl->wf_at), at(j->ws, pl->offf_at), g->ntap, p->K, p->out_h,
+                              p->out_w, g->Wq, g->npf, g->vf, (size_t)p->C * g->nph * g->plane_x,
+                              j->bias, 0);
     } else if (pl->mode == MODE_COLS) {
         float *col = slice_of(pl, j->ws, thread, pl->x_at);
         columns(pl, col, x);
         dp__conv_direct_image(y, slice_of(pl, j->ws, thread, pl->flat_at), col,
-                              at(j->ws, pl->wf_at), at(j->ws, pl->offf_at), pl->crs, p->K,
-                              p->out_h, p->out_w, p->out_w, pl->ld, pl->v,
-                              (size_t)pl->crs * pl->ld, j->bias, 0);
+                              at(j->ws, pl->wf_at), at(j->ws, pl->offf_at), pl->crs, p->K, p->out_h,
+                              p->out_w, p->out_w, pl->ld, pl->v, (size_t)pl->crs * pl->ld, j->bias,
+                              0);
     } else if (pl->mode == MODE_DIRECT) {
         const dp__conv_geom *g = &pl->g;
         float *xpad = slice_of(pl, j->ws, thread, pl->x_at);
         dp__conv_pad(xpad, x, p->C, p->C, p->H, p->W, p->pad_h, p->pad_w, g->Wp, g->plane_x);
         if (pl->pix_f) {
-            dp__conv_pixels_image(y, xpad, at(j->ws, pl->wtf_at), at(j->ws, pl->offf_at),
-                                  g->ntap, p->K, p->out_h, p->out_w, g->Wp, j->bias, 0);
+            dp__conv_pixels_image(y, xpad, at(j->ws, pl->wtf_at), at(j->ws, pl->offf_at), g->ntap,
+                                  p->K, p->out_h, p->out_w, g->Wp, j->bias, 0);
         } else {
             dp__conv_direct_image(y, slice_of(pl, j->ws, thread, pl->flat_at), xpad,
                                   at(j->ws, pl->wf_at), at(j->ws, pl->offf_at), g->ntap, p->K,
@@ -347,8 +347,8 @@ static void fwd_task(void *arg, long n, int thread)
                                   (size_t)p->C * g->plane_x, j->bias, 0);
         }
     } else {
-        dp_status st = dp_cpu_conv_forward(y, x, j->w, j->bias, p,
-                                           slice_of(pl, j->ws, thread, 0), pl->col_bytes);
+        dp_status st = dp_cpu_conv_forward(y, x, j->w, j->bias, p, slice_of(pl, j->ws, thread, 0),
+                                           pl->col_bytes);
         DP_ASSERT(st == DP_OK);
     }
     epilogue(j->ep, y, n, p->K, ohw);
@@ -366,8 +366,9 @@ dp_status dp_cpu_conv_forward_pool(float *y, const float *x, const float *w, con
     if (ep != NULL) {
         if (ep->act < 0 || ep->act >= DP_ACT_COUNT_ || ep->act == DP_ACT_PRELU ||
             (ep->mean != NULL && (ep->scale == NULL || ep->shift == NULL))) {
-            return dp_error_set(DP_ERR_ARG, "conv forward: bad epilogue (activation %d, or "
-                                            "mean without scale and shift)",
+            return dp_error_set(DP_ERR_ARG,
+                                "conv forward: bad epilogue (activation %d, or "
+                                "mean without scale and shift)",
                                 (int)ep->act);
         }
     }
@@ -435,8 +436,8 @@ static void bwd_chunk_direct(const bwd_job *j, float *part, int a, int b, int th
         for (int i = 0; i < gn; i++) {
             const float *x = j->x + (size_t)(n0 + i) * p->C * hw;
             const float *dy = dz_of(j, n0 + i, thread);
-            dp__conv_pad(xbuf + i * x_stride, x, p->C, p->C, p->H, p->W, p->pad_h, p->pad_w,
-                         g->Wp, g->plane_x);
+            dp__conv_pad(xbuf + i * x_stride, x, p->C, p->C, p->H, p->W, p->pad_h, p->pad_w, g->Wp,
+                         g->plane_x);
             dp__conv_pad(dybuf + i * dy_stride, dy, p->K, g->Kp, p->out_h, p->out_w, g->pad_bh,
                          g->pad_bw, g->Wp, g->plane_dy);
         }
@@ -451,8 +452,8 @@ static void bwd_chunk_direct(const bwd_job *j, float *part, int a, int b, int th
             float *dx = j->dx + (size_t)(n0 + i) * p->C * hw;
             dp__conv_direct_image(dx, slice_of(pl, j->ws, thread, pl->flat_at),
                                   dybuf + i * dy_stride, at(j->ws, pl->wb_at),
-                                  at(j->ws, pl->offb_at), g->nbtap, p->C, p->H, p->W, g->Wp,
-                                  g->npb, g->vb, (size_t)p->K * g->plane_dy, NULL, j->accum_dx);
+                                  at(j->ws, pl->offb_at), g->nbtap, p->C, p->H, p->W, g->Wp, g->npb,
+                                  g->vb, (size_t)p->K * g->plane_dy, NULL, j->accum_dx);
         }
     }
 }
@@ -508,8 +509,7 @@ static void bwd_chunk_cols(const bwd_job *j, float *part, int a, int b, int thre
             dz_rows(pl, dys + i * dy_stride, dz_of(j, n0 + i, thread));
         }
         dp__conv_direct_filter(part, n0 != a, dys, dy_stride, cols, col_stride, gn,
-                               at(j->ws, pl->offf_at), pl->crs, p->K, pl->ld,
-                               round_up(pl->ohw, 8));
+                               at(j->ws, pl->offf_at), pl->crs, p->K, pl->ld, round_up(pl->ohw, 8));
         for (int i = 0; i < gn && j->dx != NULL; i++) {
             // dcol = w^T dz (crs rows of ld in flat), then folded back onto dx
             dp__conv_direct_image(NULL, flat, dys + i * dy_stride, at(j->ws, pl->wb_at),
@@ -548,12 +548,12 @@ static void bwd_task(void *arg, long c, int thread)
     float *col = slice_of(pl, j->ws, thread, 0);
     for (int n = a; n < b; n++) {
         const float *x = j->x + (size_t)n * p->C * hw, *dy = dz_of(j, n, thread);
-        dp_status st = dp_cpu_conv_backward_filter(part, NULL, dy, x, p, n != a, col,
-                                                   pl->col_bytes);
+        dp_status st =
+            dp_cpu_conv_backward_filter(part, NULL, dy, x, p, n != a, col, pl->col_bytes);
         DP_ASSERT(st == DP_OK);
         if (j->dx != NULL) {
-            st = dp_cpu_conv_backward_data(j->dx + (size_t)n * p->C * hw, dy, j->w, p,
-                                           j->accum_dx, col, pl->col_bytes);
+            st = dp_cpu_conv_backward_data(j->dx + (size_t)n * p->C * hw, dy, j->w, p, j->accum_dx,
+                                           col, pl->col_bytes);
             DP_ASSERT(st == DP_OK);
         }
     }
@@ -593,8 +593,8 @@ static void bias_task(void *arg, long k, int thread)
 
 dp_status dp_cpu_conv_backward_pool(float *dx, float *dw, float *db, const float *dy,
                                     const float *x, const float *w, const dp_conv_params *p,
-                                    const dp_conv_dy_map *map, unsigned accum,
-                                    dp_threadpool *pool, void *ws, size_t ws_bytes)
+                                    const dp_conv_dy_map *map, unsigned accum, dp_threadpool *pool,
+                                    void *ws, size_t ws_bytes)
 {
     plan pl;
     DP_TRY(check_pool_call(&pl, p, "conv backward", pool, ws, ws_bytes));
@@ -602,11 +602,12 @@ dp_status dp_cpu_conv_backward_pool(float *dx, float *dw, float *db, const float
     DP_CPU_NEED(dy, "conv backward");
     DP_CPU_NEED(x, "conv backward");
     DP_CPU_NEED(w, "conv backward");
-    if (map != NULL && (db != NULL || map->z == NULL || map->coef == NULL ||
-                        !dp_bn_act_fusable(map->act) ||
-                        (map->act != DP_ACT_LINEAR && map->y == NULL))) {
-        return dp_error_set(DP_ERR_ARG, "conv backward: bad dy map (with a bias gradient, NULL "
-                                        "tensors, or activation %d)",
+    if (map != NULL &&
+        (db != NULL || map->z == NULL || map->coef == NULL || !dp_bn_act_fusable(map->act) ||
+         (map->act != DP_ACT_LINEAR && map->y == NULL))) {
+        return dp_error_set(DP_ERR_ARG,
+                            "conv backward: bad dy map (with a bias gradient, NULL "
+                            "tensors, or activation %d)",
                             (int)map->act);
     }
     if (pl.mode == MODE_DIRECT) {
@@ -618,14 +619,24 @@ dp_status dp_cpu_conv_backward_pool(float *dx, float *dw, float *db, const float
     } else if (pl.mode == MODE_PHASE) {
         dp__conv_phases_pack_forward(at(ws, pl.wf_at), at(ws, pl.offf_at), w, p, &pl.ph);
         if (dx != NULL) {
-            dp__conv_phases_pack_backward(at(ws, pl.wb_at), at(ws, pl.offb_at),
-                                          at(ws, pl.start_at), w, p, &pl.ph);
+            dp__conv_phases_pack_backward(at(ws, pl.wb_at), at(ws, pl.offb_at), at(ws, pl.start_at),
+                                          w, p, &pl.ph);
         }
     } else if (pl.mode == MODE_COLS) {
         pack_cols(&pl, ws, w, dx != NULL);
     }
-    bwd_job j = {&pl, dx, dw, db, dy, x, w, map, (accum & DP_ACCUM_DX) != 0,
-                 (accum & DP_ACCUM_DPARAMS) != 0, p->N, ws};
+    bwd_job j = {&pl,
+                 dx,
+                 dw,
+                 db,
+                 dy,
+                 x,
+                 w,
+                 map,
+                 (accum & DP_ACCUM_DX) != 0,
+                 (accum & DP_ACCUM_DPARAMS) != 0,
+                 p->N,
+                 ws};
     dp_threadpool_for(pool, pl.chunks, bwd_task, &j);
     dp_threadpool_for(pool, (long)((pl.nw + REDUCE_BLOCK - 1) / REDUCE_BLOCK), reduce_task, &j);
     if (db != NULL) {

@@ -129,9 +129,8 @@ static void dense_bwd_task(void *arg, long task, int thread)
     }
     const long blk = task - j->in_blocks; // dW[j0 : j0 + len, :] = dy[:, j0 : j0 + len]^T x
     const int j0 = (int)blk * DP_DENSE_BLOCK, len = block_len(p->out, blk);
-    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, len, p->in, p->N, 1.0f, j->dy + j0,
-                p->out, j->x, p->in, j->add_params ? 1.0f : 0.0f, j->dw + (size_t)j0 * p->in,
-                p->in);
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, len, p->in, p->N, 1.0f, j->dy + j0, p->out,
+                j->x, p->in, j->add_params ? 1.0f : 0.0f, j->dw + (size_t)j0 * p->in, p->in);
     for (int o = j0; o < j0 + len && j->db != NULL; o++) {
         double sum = 0.0;
         for (int n = 0; n < p->N; n++) {
@@ -150,7 +149,13 @@ dp_status dp_cpu_dense_backward_pool(float *dx, float *dw, float *db, const floa
     DP_CPU_NEED(dy, "dense backward");
     DP_CPU_NEED(x, "dense backward");
     DP_CPU_NEED(w, "dense backward");
-    dense_job j = {.dx = dx, .dw = dw, .db = db, .x = x, .w = w, .dy = dy, .p = *p,
+    dense_job j = {.dx = dx,
+                   .dw = dw,
+                   .db = db,
+                   .x = x,
+                   .w = w,
+                   .dy = dy,
+                   .p = *p,
                    .beta_dx = (accum & DP_ACCUM_DX) ? 1.0f : 0.0f,
                    .add_params = (accum & DP_ACCUM_DPARAMS) != 0};
     j.in_blocks = dx != NULL ? (p->in + DP_DENSE_BLOCK - 1) / DP_DENSE_BLOCK : 0;

@@ -53,10 +53,10 @@ enum { DP_DENSE_BLOCK = 128 };
 DP_MUST_CHECK dp_status dp_cpu_dense_forward_pool(float *y, const float *x, const float *w,
                                                   const float *b, const dp_dense_params *p,
                                                   dp_threadpool *pool);
-DP_MUST_CHECK dp_status dp_cpu_dense_backward_pool(float *dx, float *dw, float *db,
-                                                   const float *dy, const float *x,
-                                                   const float *w, const dp_dense_params *p,
-                                                   unsigned accum, dp_threadpool *pool);
+DP_MUST_CHECK dp_status dp_cpu_dense_backward_pool(float *dx, float *dw, float *db, const float *dy,
+                                                   const float *x, const float *w,
+                                                   const dp_dense_params *p, unsigned accum,
+                                                   dp_threadpool *pool);
 
 DP_EXTERN_C_END
 

@@ -173,8 +173,14 @@ dp_status dp_cpu_shortcut_act_forward(float *y, const float *x, const float *fro
     DP_CPU_NEED(y, "shortcut forward");
     DP_CPU_NEED(x, "shortcut forward");
     DP_CPU_NEED(from, "shortcut forward");
-    shortcut_job j = {.y = y, .x = x, .from = from, .alpha = p->alpha, .beta = p->beta,
-                      .slope = slope, .act = act, .image = (size_t)p->C * p->H * p->W};
+    shortcut_job j = {.y = y,
+                      .x = x,
+                      .from = from,
+                      .alpha = p->alpha,
+                      .beta = p->beta,
+                      .slope = slope,
+                      .act = act,
+                      .image = (size_t)p->C * p->H * p->W};
     dp_threadpool_for(pool, p->N, shortcut_fwd_task, &j);
     return DP_OK;
 }
@@ -223,8 +229,7 @@ static void shortcut_bwd_task(void *arg, long n, int thread)
     const size_t off = (size_t)n * j->image;
     const float *y = j->y != NULL ? j->y + off : NULL;
     if (j->dx != NULL) {
-        scaled_grad(j->dx + off, j->dy + off, y, j->image, j->alpha, j->act, j->slope,
-                    j->add_dx);
+        scaled_grad(j->dx + off, j->dy + off, y, j->image, j->alpha, j->act, j->slope, j->add_dx);
     }
     if (j->dfrom != NULL) {
         scaled_grad(j->dfrom + off, j->dy + off, y, j->image, j->beta, j->act, j->slope,
@@ -234,17 +239,24 @@ static void shortcut_bwd_task(void *arg, long n, int thread)
 
 dp_status dp_cpu_shortcut_act_backward(float *dx, float *dfrom, const float *dy, const float *y,
                                        const dp_shortcut_params *p, dp_act act, float slope,
-                                       int accumulate_dx, int accumulate_dfrom,
-                                       dp_threadpool *pool)
+                                       int accumulate_dx, int accumulate_dfrom, dp_threadpool *pool)
 {
     DP_TRY(check_same_shape(p, act, "shortcut backward"));
     DP_CPU_NEED(dy, "shortcut backward");
     if (act != DP_ACT_LINEAR) {
         DP_CPU_NEED(y, "shortcut backward");
     }
-    shortcut_job j = {.y = (float *)y, .dx = dx, .dfrom = dfrom, .dy = dy, .alpha = p->alpha,
-                      .beta = p->beta, .slope = slope, .act = act, .add_dx = accumulate_dx,
-                      .add_from = accumulate_dfrom, .image = (size_t)p->C * p->H * p->W};
+    shortcut_job j = {.y = (float *)y,
+                      .dx = dx,
+                      .dfrom = dfrom,
+                      .dy = dy,
+                      .alpha = p->alpha,
+                      .beta = p->beta,
+                      .slope = slope,
+                      .act = act,
+                      .add_dx = accumulate_dx,
+                      .add_from = accumulate_dfrom,
+                      .image = (size_t)p->C * p->H * p->W};
     dp_threadpool_for(pool, p->N, shortcut_bwd_task, &j);
     return DP_OK;
 }
