@@ -121,9 +121,9 @@ static dp_status read_settings(trainer *t)
     int local_ranks = t->comm != NULL ? dp_comm_local_size(t->comm) : 1;
     long share = (cores > 0 ? cores : 1) / local_ranks;
     t->threads = threads > 0 ? (int)threads : (int)(share > 0 ? share : 1);
-    if (t->deterministic) {
-        t->threads = 1; // one fixed partition of the arithmetic, whatever the ranks per node
-    }
+    // The kernels split work into fixed tasks whose results are combined in a fixed order, so
+    // the bits do not depend on the thread count (tests/nn/test_net_exec.c checks it): the
+    // deterministic mode keeps all threads.
     long workers = 0, prefetch = 4, crop_pad = 0, cutout = 0;
     double mixup = 0, cutmix = 0, mix_prob = 1;
     int flip = 0;
@@ -485,11 +485,11 @@ static void report_start(trainer *t)
     snprintf(msg, sizeof msg,
              "%s: %zu parameters, batch %ld (%d x %d per rank), %ld steps/epoch x %ld epochs = %ld "
              "steps; "
-             "%d rank%s%s; per rank OpenBLAS %s x %d threads, %d data worker%s; data %s",
+             "%d rank%s%s; per rank %d CPU threads (OpenBLAS core %s), %d data worker%s; data %s",
              dp_cfg_path(t->cfg), dp_net_param_count(t->net), t->global_batch, t->subdivisions,
              t->micro, t->steps_per_epoch, t->epochs, t->total_steps, t->world,
-             t->world == 1 ? "" : "s", t->deterministic ? " (deterministic)" : "",
-             dp_blas_corename(), dp_blas_threads(), t->workers, t->workers == 1 ? "" : "s",
+             t->world == 1 ? "" : "s", t->deterministic ? " (deterministic)" : "", t->threads,
+             dp_blas_corename(), t->workers, t->workers == 1 ? "" : "s",
              t->synthetic ? "synthetic" : t->train_path);
     dp_train_progress p;
     memset(&p, 0, sizeof p);

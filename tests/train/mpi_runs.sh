@@ -72,10 +72,13 @@ for np in 1 2 4; do
   mpirun -np $np "$build/dptrain" "$work/net.cfg" --out "$work/det$np" \
     --set train.deterministic=1 --set train.checkpoint_every=6 >"$work/det$np.log" 2>&1
 done
+"$build/dptrain" "$work/net.cfg" --out "$work/det1t2" --set train.deterministic=1 \
+  --set train.threads=2 >"$work/det1t2.log" 2>&1
 s1=$(sha "$work/det1.log"); s2=$(sha "$work/det2.log"); s4=$(sha "$work/det4.log")
-echo "deterministic: np1 $s1 np2 $s2 np4 $s4"
-[ -n "$s1" ] && [ "$s1" = "$s2" ] && [ "$s1" = "$s4" ]
-check "deterministic params_sha256 equal for 1, 2 and 4 ranks" $?
+s1t2=$(sha "$work/det1t2.log")
+echo "deterministic: np1 $s1 np2 $s2 np4 $s4 np1/2 threads $s1t2"
+[ -n "$s1" ] && [ "$s1" = "$s2" ] && [ "$s1" = "$s4" ] && [ "$s1" = "$s1t2" ]
+check "deterministic params_sha256 equal for 1, 2 and 4 ranks and 1 or 2 threads" $?
 
 for np in 4 1; do
   mpirun -np $np "$build/dptrain" "$work/net.cfg" --out "$work/res$np" --set train.deterministic=1 \
