@@ -9,7 +9,8 @@
 #include "nn/cpu/accum.h"
 #include "nn/cpu/cpu_internal.h"
 
-static dp_status check_params(const dp_bn_params *p, const char *kernel)
+// Shared by the batch-norm kernels here and the fused ones of bn_act.c.
+dp_status dp__bn_params_check(const dp_bn_params *p, const char *kernel)
 {
     if (p == NULL) {
         return dp_error_set(DP_ERR_ARG, "%s: params are NULL", kernel);
@@ -65,7 +66,7 @@ dp_status dp_cpu_bn_forward_train(float *y, float *save_mean, float *save_inv_st
                                   const float *gamma, const float *beta, const dp_bn_params *p)
 {
     static const char kernel[] = "batchnorm forward_train";
-    DP_TRY(check_params(p, kernel));
+    DP_TRY(dp__bn_params_check(p, kernel));
     DP_CPU_NEED(y, kernel);
     DP_CPU_NEED(save_mean, kernel);
     DP_CPU_NEED(save_inv_std, kernel);
@@ -102,7 +103,7 @@ dp_status dp_cpu_bn_forward_eval(float *y, const float *x, const float *gamma, c
                                  const dp_bn_params *p)
 {
     static const char kernel[] = "batchnorm forward_eval";
-    DP_TRY(check_params(p, kernel));
+    DP_TRY(dp__bn_params_check(p, kernel));
     DP_CPU_NEED(y, kernel);
     DP_CPU_NEED(x, kernel);
     DP_CPU_NEED(gamma, kernel);
@@ -121,7 +122,7 @@ dp_status dp_cpu_bn_backward(float *dx, float *dgamma, float *dbeta, const float
                              const float *save_inv_std, const dp_bn_params *p, unsigned accum)
 {
     static const char kernel[] = "batchnorm backward";
-    DP_TRY(check_params(p, kernel));
+    DP_TRY(dp__bn_params_check(p, kernel));
     DP_CPU_NEED(dgamma, kernel);
     DP_CPU_NEED(dbeta, kernel);
     DP_CPU_NEED(dy, kernel);

@@ -18,21 +18,6 @@ int dp_bn_act_fusable(dp_act act)
     return act == DP_ACT_LINEAR || act == DP_ACT_RELU || act == DP_ACT_LEAKY;
 }
 
-static dp_status check_dims(const dp_bn_params *p, const char *kernel)
-{
-    if (p == NULL) {
-        return dp_error_set(DP_ERR_ARG, "%s: params are NULL", kernel);
-    }
-    if (p->N < 1 || p->C < 1 || p->H < 1 || p->W < 1) {
-        return dp_error_set(DP_ERR_ARG, "%s: dims (%d, %d, %d, %d) must be >= 1", kernel, p->N,
-                            p->C, p->H, p->W);
-    }
-    if (!(p->eps > 0.0f)) {
-        return dp_error_set(DP_ERR_ARG, "%s: eps = %g, must be > 0", kernel, (double)p->eps);
-    }
-    return DP_OK;
-}
-
 static size_t plane_of(const dp_bn_params *p)
 {
     return (size_t)p->H * (size_t)p->W;
@@ -80,7 +65,7 @@ dp_status dp_cpu_bn_stats_finish(float *save_mean, float *save_inv_std, float *r
                                  float *running_var, const double *stats, const dp_bn_params *p)
 {
     static const char kernel[] = "batchnorm statistics";
-    DP_TRY(check_dims(p, kernel));
+    DP_TRY(dp__bn_params_check(p, kernel));
     DP_CPU_NEED(save_mean, kernel);
     DP_CPU_NEED(save_inv_std, kernel);
     DP_CPU_NEED(stats, kernel);
@@ -194,7 +179,7 @@ dp_status dp_cpu_bn_act_forward(float *y, float *a, const float *z, const float 
                                 const dp_bn_params *p, dp_threadpool *pool)
 {
     static const char kernel[] = "batchnorm+activation forward";
-    DP_TRY(check_dims(p, kernel));
+    DP_TRY(dp__bn_params_check(p, kernel));
     DP_CPU_NEED(y, kernel);
     DP_CPU_NEED(z, kernel);
     DP_CPU_NEED(mean, kernel);
@@ -325,7 +310,7 @@ dp_status dp_cpu_bn_act_backward_coef(float *coef, float *dgamma, float *dbeta, 
                                       dp_threadpool *pool)
 {
     static const char kernel[] = "batchnorm+activation backward";
-    DP_TRY(check_dims(p, kernel));
+    DP_TRY(dp__bn_params_check(p, kernel));
     DP_CPU_NEED(coef, kernel);
     DP_CPU_NEED(dgamma, kernel);
     DP_CPU_NEED(dbeta, kernel);
@@ -400,7 +385,7 @@ dp_status dp_cpu_bn_act_backward_apply(float *dz, const float *dy, const float *
                                        const dp_bn_params *p, int accumulate, dp_threadpool *pool)
 {
     static const char kernel[] = "batchnorm+activation backward";
-    DP_TRY(check_dims(p, kernel));
+    DP_TRY(dp__bn_params_check(p, kernel));
     DP_CPU_NEED(dz, kernel);
     DP_CPU_NEED(dy, kernel);
     DP_CPU_NEED(z, kernel);

@@ -50,4 +50,8 @@ double dp__sum_sq_dev(const float *x, size_t n, float shift);
 void dp__sum_dot_dev(const float *a, const float *b, size_t n, float shift, double *sum,
                      double *dot);
 
+// Checks batch-norm dims (>= 1) and eps (> 0); DP_ERR_ARG naming kernel (batchnorm.c).
+struct dp_bn_params;
+dp_status dp__bn_params_check(const struct dp_bn_params *p, const char *kernel);
+
 #endif
