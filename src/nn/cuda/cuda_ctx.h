@@ -27,6 +27,24 @@ typedef enum dp_cuda_precision {
     DP_CUDA_FP16,     // float16 activations, float32 accumulation, dynamic loss scaling
 } dp_cuda_precision;
 
+// Storage type of activations and their gradients in a kernel call (math is float32).
+typedef enum dp_cuda_dtype { DP_CUDA_F32 = 0, DP_CUDA_BF16, DP_CUDA_F16 } dp_cuda_dtype;
+
+// Memory layout of an activation tensor: NCHW as on the CPU, or NHWC (channels last, what
+// cuDNN's tensor-core convolutions want).
+typedef enum dp_cuda_layout { DP_CUDA_NCHW = 0, DP_CUDA_NHWC } dp_cuda_layout;
+
+// Storage type of the activations for a precision mode.
+static inline dp_cuda_dtype dp_cuda_precision_dtype(dp_cuda_precision p)
+{
+    return p == DP_CUDA_BF16 ? DP_CUDA_BF16 : p == DP_CUDA_FP16 ? DP_CUDA_F16 : DP_CUDA_F32;
+}
+
+static inline size_t dp_cuda_dtype_size(dp_cuda_dtype t)
+{
+    return t == DP_CUDA_F32 ? 4 : 2;
+}
+
 typedef struct dp_cuda_ctx_params {
     int device;                  // ordinal; the trainer passes the MPI local rank
     dp_cuda_precision precision;
