@@ -415,6 +415,9 @@ static dp_status train_step(trainer *t, const dp_pipeline_batch *b)
     t->win_correct += sums[1];
     t->win_samples += t->global_batch;
     t->win_steps++;
+    t->ep_loss += sums[0];
+    t->ep_correct += sums[1];
+    t->ep_samples += t->global_batch;
     t->samples_total += t->global_batch;
     t->step++;
     if (t->replica_check_every > 0 && t->world > 1 && t->step % t->replica_check_every == 0) {
@@ -430,6 +433,16 @@ static void report(trainer *t, dp_train_event event, long epoch, long step_in_ep
 {
     double now = dp_time_s();
     double span = now - t->win_start_s;
+    double loss = t->win_loss, correct = t->win_correct, wait = t->win_wait_s;
+    long samples = t->win_samples;
+    if (event == DP_TRAIN_EVENT_EPOCH) {
+        // The epoch's averages over its training time (evaluation excluded).
+        span = t->ep_train_s;
+        loss = t->ep_loss;
+        correct = t->ep_correct;
+        wait = t->ep_wait_s;
+        samples = t->ep_samples;
+    }
     dp_train_progress p;
     memset(&p, 0, sizeof p);
     p.event = event;
@@ -440,10 +453,10 @@ static void report(trainer *t, dp_train_event event, long epoch, long step_in_ep
     p.step_in_epoch = step_in_epoch;
     p.steps_per_epoch = t->steps_per_epoch;
     p.lr = dp_schedule_lr(&t->schedule, t->step > 0 ? t->step - 1 : 0);
-    p.train_loss = t->win_samples > 0 ? t->win_loss / (double)t->win_samples : NAN;
-    p.train_top1 = t->win_samples > 0 ? t->win_correct / (double)t->win_samples : NAN;
-    p.img_per_s = span > 0 ? (double)t->win_samples / span : 0;
-    p.data_wait_frac = span > 0 ? t->win_wait_s / span : 0;
+    p.train_loss = samples > 0 ? loss / (double)samples : NAN;
+    p.train_top1 = samples > 0 ? correct / (double)samples : NAN;
+    p.img_per_s = span > 0 ? (double)samples / span : 0;
+    p.data_wait_frac = span > 0 ? wait / span : 0;
     p.elapsed_s = now - t->run_start_s;
     double per_step = t->step > 0 ? p.elapsed_s / (double)t->step : 0;
     p.eta_s = per_step * (double)(t->total_steps - t->step);
@@ -534,12 +547,16 @@ static dp_status train_loop(trainer *t, dp_train_result *res)
     }
     for (long epoch = first_epoch; epoch < t->epochs && t->step < t->total_steps; epoch++) {
         long in_epoch = epoch == first_epoch ? first_in_epoch : 0;
+        t->ep_start_s = dp_time_s();
+        t->ep_loss = t->ep_correct = t->ep_wait_s = 0;
+        t->ep_samples = 0;
         while (in_epoch < t->steps_per_epoch && t->step < t->total_steps) {
             const dp_pipeline_batch *b;
             double w0 = dp_time_s();
             DP_TRY(dp_pipeline_pop(t->train_pipe, &b));
             double waited = dp_time_s() - w0;
             t->win_wait_s += waited;
+            t->ep_wait_s += waited;
             t->wait_total_s += waited;
             dp_status st = train_step(t, b);
             dp_pipeline_release(t->train_pipe, b);
@@ -560,6 +577,7 @@ static dp_status train_loop(trainer *t, dp_train_result *res)
             }
         }
         res->epochs = epoch + 1;
+        t->ep_train_s = dp_time_s() - t->ep_start_s;
         int last = epoch + 1 == t->epochs || t->step >= t->total_steps;
         int do_eval = last || (t->eval_every > 0 && (epoch + 1) % t->eval_every == 0);
         int best = 0;

@@ -84,6 +84,9 @@ typedef struct trainer {
     double run_start_s;
     double win_start_s, win_wait_s, win_loss, win_correct;
     long win_samples, win_steps;
+    // the current epoch's training part (the epoch line reports these, not the last window)
+    double ep_start_s, ep_train_s, ep_wait_s, ep_loss, ep_correct;
+    long ep_samples;
     double wait_total_s;
     long samples_total;
 } trainer;
