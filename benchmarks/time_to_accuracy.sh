@@ -1,12 +1,17 @@
 #!/usr/bin/env bash
 # Time to 93% test top-1 on Fashion-MNIST (fmnist-resnet20), dptrain against PyTorch, on this
 # machine, one after the other:
-#   dptrain configs/fmnist-resnet20.cfg (the default job of launch/run)
-#   ../shared/bench/train_fmnist.py --net fmnist-resnet20 --epochs 12 (Debian's python3-torch)
+#   dptrain configs/fmnist-resnet20.cfg (the default job of launch/run), or with NP > 1 ranks
+#     through launch/mpirun.sh and threads/NP compute threads per rank;
+#   ../shared/bench/train_fmnist.py --net fmnist-resnet20 --epochs 12 (Debian's python3-torch),
+#     the reference recipe of BASELINES.md; it is stopped once it has crossed the target.
 # Each side's time is the wall time from its first training step to the end of the first
-# evaluation at >= TARGET. Prints both curves' crossing points and
-#   RESULT tta_ratio=X   (dptrain seconds / PyTorch seconds)
-# usage: benchmarks/time_to_accuracy.sh [threads (2)] [target (0.93)]   (takes ~1 hour on 2 cores)
+# evaluation at >= TARGET (evaluation time included on both sides, data loading excluded).
+# Prints both curves and
+#   RESULT dptrain_s=A torch_s=B      (seconds to TARGET)
+#   RESULT tta_ratio=X                (A / B; the target of the issue is X <= 0.55)
+# usage: benchmarks/time_to_accuracy.sh [threads (2)] [target (0.93)] [np (1)]
+#        (about 15 + 35 minutes on 2 Zen 3 cores)
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
@@ -14,20 +19,47 @@ build=${DP_BUILD_DIR:-build}
 bench_dir=${DP_BENCH_DIR:-$root/../shared/bench}
 threads=${1:-2}
 target=${2:-0.93}
+np=${3:-1}
 data_dir=${DP_DATA_DIR:-data}
 [ -f "$data_dir/fmnist-train.h5" ] || "$build/dpdata" convert fashion-mnist \
   --src /usr/share/datasets/fashion-mnist --out "$data_dir/fmnist"
 
 out=$(mktemp -d)
 torch_log=$(mktemp)
-trap 'rm -rf "$out" "$torch_log"' EXIT
-"$build/dptrain" configs/fmnist-resnet20.cfg --out "$out/run" --set "train.threads=$threads" \
-  --set "data.train=$data_dir/fmnist-train.h5" --set "data.test=$data_dir/fmnist-test.h5" \
-  | tail -n 3
-(cd "$bench_dir" && /usr/bin/python3 train_fmnist.py --net fmnist-resnet20 --epochs 12 \
-  --threads "$threads") >"$torch_log" 2>&1
+torch_pid=
+cleanup() {
+  [ -n "$torch_pid" ] && kill "$torch_pid" 2>/dev/null || true
+  rm -rf "$out" "$torch_log"
+}
+trap cleanup EXIT
+echo "# $(date -u +%FT%TZ) $(git rev-parse --short HEAD 2>/dev/null || echo '?') threads=$threads np=$np" \
+  "load=$(cut -d' ' -f1-3 /proc/loadavg)"
+dp_args=(configs/fmnist-resnet20.cfg --out "$out/run"
+  --set "data.train=$data_dir/fmnist-train.h5" --set "data.test=$data_dir/fmnist-test.h5")
+if [ "$np" -gt 1 ]; then
+  per_rank=$(( threads / np > 0 ? threads / np : 1 ))
+  DP_BUILD_DIR=$build launch/mpirun.sh -np "$np" "${dp_args[@]}" \
+    --set "train.threads=$per_rank" | grep -E '^(epoch .* done|final:)'
+else
+  "$build/dptrain" "${dp_args[@]}" --set "train.threads=$threads" | grep -E '^(epoch .* done|final:)'
+fi
 
-# dptrain: epoch lines of metrics.jsonl carry "time" (s since the first step) and "test_top1".
+(cd "$bench_dir" && exec /usr/bin/python3 train_fmnist.py --net fmnist-resnet20 --epochs 12 \
+  --threads "$threads") >"$torch_log" 2>&1 &
+torch_pid=$!
+# PyTorch's log: "epoch train_loss train_acc test_loss test_acc train_s eval_s wall_s lr"
+while kill -0 "$torch_pid" 2>/dev/null; do
+  if awk -v t="$target" '$1 ~ /^[0-9]+$/ && $5 >= t { f = 1 } END { exit !f }' "$torch_log"; then
+    kill "$torch_pid" 2>/dev/null || true
+    break
+  fi
+  sleep 5
+done
+wait "$torch_pid" 2>/dev/null || true
+torch_pid=
+sed 's/^/torch: /' "$torch_log"
+
+# dptrain: epoch records of metrics.jsonl carry "time" (s since the first step) and "test_top1".
 dp_s=$(/usr/bin/python3 - "$out/run/metrics.jsonl" "$target" <<'PY'
 import json, sys
 t = float(sys.argv[2])
@@ -39,9 +71,9 @@ else:
     print("")
 PY
 )
-# PyTorch: "epoch train_loss train_acc test_loss test_acc train_s eval_s wall_s lr"
 torch_s=$(awk -v t="$target" '$1 ~ /^[0-9]+$/ && $5 >= t { print $8; exit }' "$torch_log")
 echo "dptrain: ${dp_s:-never} s to $target; PyTorch: ${torch_s:-never} s to $target"
+echo "RESULT dptrain_s=${dp_s:-nan} torch_s=${torch_s:-nan}"
 if [ -z "$dp_s" ] || [ -z "$torch_s" ]; then
   echo "RESULT tta_ratio=nan"
   exit 1

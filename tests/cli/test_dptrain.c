@@ -119,7 +119,7 @@ Test(dptrain_cli, check_accepts_shipped_config)
     cr_expect_eq(r.status, 0, "stderr: %s", r.err);
     cr_expect_not_null(strstr(r.out, "\ncheck: layers=35 params=272186 output=1x1x10 flops="),
                        "%s", r.out);
-    cr_expect_not_null(strstr(r.out, "[train]  epochs=12"), "%s", r.out);
+    cr_expect_not_null(strstr(r.out, "[train]  epochs=7"), "%s", r.out);
     cr_expect_eq(r.err[0], '\0', "no warnings for a dptrain cfg: %s", r.err);
 }
 
