@@ -81,6 +81,58 @@ static dp_status split_batch(trainer *t, const dp_cfg_section *net, const dp_cfg
     return DP_OK;
 }
 
+// [train] backend= and precision= against this machine: the device is the rank's local rank.
+// Errors name where the key was set (the cfg when it was not).
+static dp_status choose_backend(trainer *t, const dp_cfg_section *train)
+{
+    const char *backend = "auto", *precision = "auto";
+    if (train != NULL) {
+        DP_TRY(dp_cfg_get_str(train, "backend", "auto", &backend));
+        DP_TRY(dp_cfg_get_str(train, "precision", "auto", &precision));
+    }
+    // Where the keys were set: "net.cfg:12", "net.cfg:12, --set train.precision=bf16".
+    char where[600] = "", one[256];
+    const char *keys[] = {"backend", "precision"};
+    for (int i = 0; i < 2; i++) {
+        if (train != NULL && dp_cfg_has(train, keys[i])) {
+            size_t len = strlen(where);
+            snprintf(where + len, sizeof where - len, "%s%s", len > 0 ? ", " : "",
+                     dp_cfg_where(train, keys[i], one, sizeof one));
+        }
+    }
+    if (where[0] == '\0') {
+        snprintf(where, sizeof where, "%s", dp_cfg_path(t->cfg));
+    }
+    dp_backend_kind kind;
+    dp_precision prec;
+    dp_status st = dp_backend_kind_parse(&kind, backend);
+    if (st == DP_OK) {
+        st = dp_precision_parse(&prec, precision);
+    }
+    if (st == DP_OK) {
+        int local_rank = t->comm != NULL ? dp_comm_local_rank(t->comm) : 0;
+        st = dp_backend_select(&t->backend, kind, prec, local_rank);
+    }
+    if (st != DP_OK) {
+        return dp_error_context(st, "%s", where);
+    }
+    if (t->backend.kind == DP_BACKEND_CUDA) {
+        // TODO(#8): the step loop on the device (net_cuda.c) is not wired into the trainer yet.
+        if (kind == DP_BACKEND_CUDA) {
+            return dp_error_set(DP_ERR_UNSUPPORTED,
+                                "%s: backend=cuda: device %d (%s) is usable, but this dptrain "
+                                "cannot train on the GPU yet; use backend=cpu",
+                                where, t->backend.device, t->backend.device_name);
+        }
+        dp_backend_choice cpu;
+        st = dp_backend_resolve(&cpu, DP_BACKEND_CPU, DP_PRECISION_AUTO, 0, NULL, NULL);
+        DP_ASSERT(st == DP_OK);
+        snprintf(cpu.why_cpu, sizeof cpu.why_cpu, "GPU training is not built yet");
+        t->backend = cpu;
+    }
+    return DP_OK;
+}
+
 static dp_status read_settings(trainer *t)
 {
     const dp_cfg_section *net = dp_cfg_find(t->cfg, "net");
@@ -152,6 +204,7 @@ static dp_status read_settings(trainer *t)
     t->crop_pad = (int)crop_pad;
     t->flip = flip;
     t->synthetic = strcmp(source, "synthetic") == 0;
+    DP_TRY(choose_backend(t, train));
     DP_TRY(dp__train_read_output_settings(t));
     return split_batch(t, net, train);
 }
@@ -494,16 +547,19 @@ static void report_start(trainer *t)
     if (t->opt.progress == NULL || t->rank != 0) {
         return;
     }
-    char msg[1024];
+    char msg[1536], backend[400];
+    dp_backend_choice_str(&t->backend, backend, sizeof backend);
     snprintf(msg, sizeof msg,
              "%s: %zu parameters, batch %ld (%d x %d per rank), %ld steps/epoch x %ld epochs = %ld "
              "steps; "
-             "%d rank%s%s; per rank %d CPU threads (OpenBLAS core %s), %d data worker%s; data %s",
+             "%d rank%s%s; backend %s%s%s%s; per rank %d CPU threads (OpenBLAS core %s), %d data "
+             "worker%s; data %s",
              dp_cfg_path(t->cfg), dp_net_param_count(t->net), t->global_batch, t->subdivisions,
              t->micro, t->steps_per_epoch, t->epochs, t->total_steps, t->world,
-             t->world == 1 ? "" : "s", t->deterministic ? " (deterministic)" : "", t->threads,
-             dp_blas_corename(), t->workers, t->workers == 1 ? "" : "s",
-             t->synthetic ? "synthetic" : t->train_path);
+             t->world == 1 ? "" : "s", t->deterministic ? " (deterministic)" : "", backend,
+             t->backend.why_cpu[0] != '\0' ? " (" : "", t->backend.why_cpu,
+             t->backend.why_cpu[0] != '\0' ? ")" : "", t->threads, dp_blas_corename(), t->workers,
+             t->workers == 1 ? "" : "s", t->synthetic ? "synthetic" : t->train_path);
     dp_train_progress p;
     memset(&p, 0, sizeof p);
     p.event = DP_TRAIN_EVENT_START;

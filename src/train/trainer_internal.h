@@ -7,6 +7,7 @@
 #include <stdint.h>
 
 #include "comm/comm.h"
+#include "core/backend.h"
 #include "io/checkpoint.h"
 #include "io/dataset.h"
 #include "io/metrics.h"
@@ -35,6 +36,7 @@ typedef struct trainer {
     int decay_norm; // [train] weight_decay_norm: decay biases and norm parameters too
     const char *init;
     int threads, workers, prefetch, crop_pad, flip, synthetic, cutout;
+    dp_backend_choice backend; // [train] backend= and precision= resolved on this machine
     float mixup, cutmix, mix_prob;
 
     // data parallelism (trainer_dist.c)
