@@ -66,8 +66,8 @@ static inline int dp_cuda_guard_skips(const dp_cuda_guard *g)
 // Records into *guard the non-finite (NaN, +-Inf) elements of x: their count and the lowest and
 // highest index, as base + i (base: x's offset in the flat buffer). Accumulates over calls.
 //   guard (device), updated;  x (n) float32, device
-DP_MUST_CHECK dp_status dp_cuda_check_finite(dp_cuda_ctx *ctx, dp_cuda_guard *guard,
-                                             const float *x, size_t n, uint64_t base);
+DP_MUST_CHECK dp_status dp_cuda_check_finite(dp_cuda_ctx *ctx, dp_cuda_guard *guard, const float *x,
+                                             size_t n, uint64_t base);
 
 // Unscales fp16-loss-scaled gradients, g[i] *= inv_scale, and records the non-finite results
 // into *guard as dp_cuda_check_finite does (the check follows the multiply, so a scale below 1
@@ -168,9 +168,8 @@ DP_MUST_CHECK dp_status dp_cuda_optim_set_max_norm_rows(dp_cuda_optim *opt,
 // dp_optim_max_norm_apply on the device: rows whose L2 norm (double, fixed tree per row) exceeds
 // max_norm are scaled by max_norm / (norm + 1e-7); nothing when guard (may be NULL) reports a
 // skip. w (rows, cols) row-major float32, device, updated.
-DP_MUST_CHECK dp_status dp_cuda_max_norm_apply(dp_cuda_ctx *ctx, float *w, size_t rows,
-                                               size_t cols, double max_norm,
-                                               const dp_cuda_guard *guard);
+DP_MUST_CHECK dp_status dp_cuda_max_norm_apply(dp_cuda_ctx *ctx, float *w, size_t rows, size_t cols,
+                                               double max_norm, const dp_cuda_guard *guard);
 
 const dp_optim_config *dp_cuda_optim_config_get(const dp_cuda_optim *opt);
 size_t dp_cuda_optim_param_count(const dp_cuda_optim *opt);
@@ -225,11 +224,10 @@ DP_MUST_CHECK dp_status dp_cuda_softmax_xent(dp_cuda_ctx *ctx, void *dlogits, fl
 // against labels. loss (may be NULL) receives the mixed per-sample loss.
 //   labels_b (N) int32, device;  lambda (N) float32, device;  the rest as above
 DP_MUST_CHECK dp_status dp_cuda_softmax_xent_mixed(dp_cuda_ctx *ctx, void *dlogits, float *loss,
-                                                   dp_cuda_xent_result *result,
-                                                   const void *logits, const int32_t *labels,
-                                                   const int32_t *labels_b, const float *lambda,
-                                                   const dp_xent_params *p, dp_cuda_dtype dtype,
-                                                   void *workspace);
+                                                   dp_cuda_xent_result *result, const void *logits,
+                                                   const int32_t *labels, const int32_t *labels_b,
+                                                   const float *lambda, const dp_xent_params *p,
+                                                   dp_cuda_dtype dtype, void *workspace);
 
 // Copies the stats of *result (device) to *out (host). Blocking. DP_ERR_DATA, with the CPU's
 // message, when a label was out of range.
@@ -257,8 +255,7 @@ DP_MUST_CHECK dp_status dp_cuda_dropout_forward(dp_cuda_ctx *ctx, void *y, const
 //   dx (N, sample_size) dtype, device (may equal dy when not accumulating);  dy likewise
 DP_MUST_CHECK dp_status dp_cuda_dropout_backward(dp_cuda_ctx *ctx, void *dx, const void *dy,
                                                  const dp_dropout_params *p, int accumulate,
-                                                 dp_cuda_layout layout, int C,
-                                                 dp_cuda_dtype dtype);
+                                                 dp_cuda_layout layout, int C, dp_cuda_dtype dtype);
 
 // --- element-wise float32 buffers (deterministic micro-batch accumulation) ---
 
@@ -269,6 +266,13 @@ DP_MUST_CHECK dp_status dp_cuda_add(dp_cuda_ctx *ctx, float *dst, const float *a
 DP_MUST_CHECK dp_status dp_cuda_scale(dp_cuda_ctx *ctx, float *x, size_t n, float s);
 // dst[i] = src[i] (device to device, on the compute stream)
 DP_MUST_CHECK dp_status dp_cuda_copy(dp_cuda_ctx *ctx, float *dst, const float *src, size_t n);
+
+// The same two on activation gradients of a storage type (route/shortcut fan-in, the loss's
+// saved dlogits): the sum in float, rounded to dtype once; the copy bit for bit. n elements.
+DP_MUST_CHECK dp_status dp_cuda_add_dtype(dp_cuda_ctx *ctx, void *dst, const void *a, const void *b,
+                                          size_t n, dp_cuda_dtype dtype);
+DP_MUST_CHECK dp_status dp_cuda_copy_dtype(dp_cuda_ctx *ctx, void *dst, const void *src, size_t n,
+                                           dp_cuda_dtype dtype);
 
 // dp_comm_tree_acc over device buffers: pushing micro-batch gradients 0..m-1 (m a power of two)
 // and taking the result gives bitwise the host dp_comm_tree_acc's (and dp_comm_tree_sum_local's)
