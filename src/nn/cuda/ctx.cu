@@ -69,7 +69,7 @@ static dp_status check_event(int ev, const char *what)
 
 static dp_status check_params(const dp_cuda_ctx_params *p)
 {
-    if (p->precision < DP_CUDA_FP32 || p->precision > DP_CUDA_FP16) {
+    if (p->precision < DP_CUDA_PREC_FP32 || p->precision > DP_CUDA_PREC_FP16) {
         return dp_error_set(DP_ERR_ARG, "cuda context: unknown precision %d", (int)p->precision);
     }
     int count = 0;
@@ -108,7 +108,7 @@ static dp_status create_handles(dp_cuda_ctx *c)
     CUBLAS_TRY(cublasSetStream(c->cublas, compute));
     DP_CUDA_TRY(cudaMalloc(&c->cublas_workspace, CUBLAS_WORKSPACE_BYTES));
     CUBLAS_TRY(cublasSetWorkspace(c->cublas, c->cublas_workspace, CUBLAS_WORKSPACE_BYTES));
-    cublasMath_t math = c->params.precision == DP_CUDA_TF32 ? CUBLAS_TF32_TENSOR_OP_MATH
+    cublasMath_t math = c->params.precision == DP_CUDA_PREC_TF32 ? CUBLAS_TF32_TENSOR_OP_MATH
                                                             : CUBLAS_DEFAULT_MATH;
     CUBLAS_TRY(cublasSetMathMode(c->cublas, math));
     CUBLAS_TRY(cublasLtCreate(&c->cublaslt));

@@ -21,10 +21,10 @@ typedef struct dp_cuda_ctx dp_cuda_ctx;
 // optimizer state stay float32 in every mode (master weights); activations and their
 // gradients are stored in the compute type.
 typedef enum dp_cuda_precision {
-    DP_CUDA_FP32 = 0, // float32 storage, float32 math (no tensor-core TF32)
-    DP_CUDA_TF32,     // float32 storage, TF32 tensor-core math in convolutions and GEMMs
-    DP_CUDA_BF16,     // bfloat16 activations, float32 accumulation
-    DP_CUDA_FP16,     // float16 activations, float32 accumulation, dynamic loss scaling
+    DP_CUDA_PREC_FP32 = 0, // float32 storage, float32 math (no tensor-core TF32)
+    DP_CUDA_PREC_TF32,     // float32 storage, TF32 tensor-core math in convolutions and GEMMs
+    DP_CUDA_PREC_BF16,     // bfloat16 activations, float32 accumulation
+    DP_CUDA_PREC_FP16,     // float16 activations, float32 accumulation, dynamic loss scaling
 } dp_cuda_precision;
 
 // Storage type of activations and their gradients in a kernel call (math is float32).
@@ -37,7 +37,9 @@ typedef enum dp_cuda_layout { DP_CUDA_NCHW = 0, DP_CUDA_NHWC } dp_cuda_layout;
 // Storage type of the activations for a precision mode.
 static inline dp_cuda_dtype dp_cuda_precision_dtype(dp_cuda_precision p)
 {
-    return p == DP_CUDA_BF16 ? DP_CUDA_BF16 : p == DP_CUDA_FP16 ? DP_CUDA_F16 : DP_CUDA_F32;
+    return p == DP_CUDA_PREC_BF16   ? DP_CUDA_BF16
+           : p == DP_CUDA_PREC_FP16 ? DP_CUDA_F16
+                                    : DP_CUDA_F32;
 }
 
 static inline size_t dp_cuda_dtype_size(dp_cuda_dtype t)

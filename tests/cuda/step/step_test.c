@@ -24,7 +24,7 @@ dp_cuda_ctx *st_ctx_or_skip(void)
         printf("SKIP: no CUDA device: %s\n", dp_error_message());
         exit(ST_EXIT_SKIP);
     }
-    dp_cuda_ctx_params p = {.device = 0, .precision = DP_CUDA_FP32, .deterministic = 1, .nhwc = 0};
+    dp_cuda_ctx_params p = {.device = 0, .precision = DP_CUDA_PREC_FP32, .deterministic = 1, .nhwc = 0};
     dp_cuda_ctx *ctx = NULL;
     if (dp_cuda_ctx_create(&ctx, &p) != DP_OK) {
         // A device is there but unusable (driver too old for the runtime, busy, ...).

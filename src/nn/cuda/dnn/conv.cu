@@ -214,7 +214,7 @@ static dp_status plan_build(dp_cuda_conv_plan *pl)
     }
     pl->deterministic = cp->deterministic != 0;
     // float32 under precision fp32: FMA only (cuDNN's default math allows TF32 on sm_80+).
-    const int fma_only = pl->dtype == DP_CUDA_F32 && cp->precision == DP_CUDA_FP32;
+    const int fma_only = pl->dtype == DP_CUDA_F32 && cp->precision == DP_CUDA_PREC_FP32;
     const cudnnMathType_t math = pl->dtype != DP_CUDA_F32 ? CUDNN_TENSOR_OP_MATH
                                  : fma_only               ? CUDNN_FMA_MATH
                                                           : CUDNN_DEFAULT_MATH;

@@ -46,7 +46,7 @@ extern "C" dp_status dp_cuda_dense_plan_create(dp_cuda_dense_plan **out, dp_cuda
     // Strict float32 must not depend on the handle's math mode (TF32 or BF16x9 emulation may be
     // on for other GEMMs): the pedantic compute type forbids both.
     pl->compute = dtype != DP_CUDA_F32     ? CUBLAS_COMPUTE_32F
-                  : prec == DP_CUDA_FP32 ? CUBLAS_COMPUTE_32F_PEDANTIC
+                  : prec == DP_CUDA_PREC_FP32 ? CUBLAS_COMPUTE_32F_PEDANTIC
                                          : CUBLAS_COMPUTE_32F_FAST_TF32;
     pl->ychan = dp__dnn_chan{p->N, p->out, 1, DP_CUDA_NHWC};
     pl->ws_bytes = dp__dnn_bias_grad_ws_bytes(&pl->ychan); // cuBLAS has the context's own
