@@ -34,12 +34,15 @@ struct dp_cuda_conv_plan {
 
 // --- algorithm choice ---
 
-// Index of the first usable result: succeeded, deterministic when asked, FMA-only math when
-// TF32 is not allowed (cuDNN may offer tensor-op variants whatever the descriptor says), and
-// a workspace under the cap. Results come ordered best first (measured or heuristic).
+// Index of a usable result: succeeded, deterministic when asked, no tensor-op math when TF32 is
+// not allowed (cuDNN may offer tensor-op variants whatever the descriptor says), and a
+// workspace under the cap. Results come ordered best first (measured or heuristic): the first
+// usable one, or with lowest_id the usable one of the lowest algorithm number, a choice that
+// does not depend on timing. -1 when none is usable.
 template <typename Perf>
-static int pick(const Perf *perf, int n, int deterministic, int fma_only)
+static int pick(const Perf *perf, int n, int deterministic, int fma_only, int lowest_id)
 {
+    int best = -1;
     for (int i = 0; i < n; i++) {
         if (perf[i].status != CUDNN_STATUS_SUCCESS) {
             continue;
@@ -47,23 +50,38 @@ static int pick(const Perf *perf, int n, int deterministic, int fma_only)
         if (deterministic && perf[i].determinism != CUDNN_DETERMINISTIC) {
             continue;
         }
-        if (fma_only && perf[i].mathType != CUDNN_FMA_MATH) {
+        if (fma_only && (perf[i].mathType == CUDNN_TENSOR_OP_MATH ||
+                         perf[i].mathType == CUDNN_TENSOR_OP_MATH_ALLOW_CONVERSION)) {
             continue;
         }
         if (perf[i].memory > DP_CUDA_CONV_WS_LIMIT_BYTES) {
             continue;
         }
-        return i;
+        if (!lowest_id) {
+            return i;
+        }
+        if (best < 0 || (int)perf[i].algo < (int)perf[best].algo) {
+            best = i;
+        }
     }
-    return -1;
+    return best;
+}
+
+// Sets the math type of pass's descriptor to what the chosen result ran with; strict float32
+// gets FMA_MATH whatever the result says (cuDNN's default math would allow TF32).
+static dp_status set_math(dp_cuda_conv_plan *pl, int pass, cudnnMathType_t math, int fma_only)
+{
+    pl->math[pass] = fma_only ? CUDNN_FMA_MATH : math;
+    DP_CUDNN_TRY(cudnnSetConvolutionMathType(pl->cd[pass], pl->math[pass]));
+    return DP_OK;
 }
 
 static dp_status no_algo(const char *pass, int n, int deterministic, int fma_only)
 {
     return dp_error_set(DP_ERR_UNSUPPORTED,
-                        "cuDNN has no %s%s algorithm for %s with a workspace <= %zu MiB "
+                        "cuDNN has no %s%salgorithm for %s with a workspace <= %zu MiB "
                         "(%d candidates)",
-                        deterministic ? "deterministic " : "", fma_only ? "FMA-only" : "", pass,
+                        deterministic ? "deterministic " : "", fma_only ? "FMA-only " : "", pass,
                         DP_CUDA_CONV_WS_LIMIT_BYTES >> 20, n);
 }
 
@@ -72,22 +90,22 @@ static dp_status choose_fwd(dp_cuda_conv_plan *pl, cudnnHandle_t h, int fma_only
     cudnnConvolutionFwdAlgoPerf_t perf[CUDNN_CONVOLUTION_FWD_ALGO_COUNT];
     int n = 0;
     cudnnConvolutionDescriptor_t cd = pl->cd[PASS_FWD];
+    int i = -1;
     if (pl->deterministic) {
-        DP_CUDNN_TRY(cudnnGetConvolutionForwardAlgorithm_v7(h, pl->xd, pl->wd, cd, pl->yd,
-                                                            CUDNN_CONVOLUTION_FWD_ALGO_COUNT, &n,
-                                                            perf));
-    } else {
-        DP_CUDNN_TRY(cudnnFindConvolutionForwardAlgorithm(h, pl->xd, pl->wd, cd, pl->yd,
-                                                          CUDNN_CONVOLUTION_FWD_ALGO_COUNT, &n,
-                                                          perf));
+        DP_CUDNN_TRY(cudnnGetConvolutionForwardAlgorithm_v7(
+            h, pl->xd, pl->wd, cd, pl->yd, CUDNN_CONVOLUTION_FWD_ALGO_COUNT, &n, perf));
+        i = pick(perf, n, 1, fma_only, 0);
     }
-    const int i = pick(perf, n, pl->deterministic, fma_only);
+    if (i < 0) {
+        DP_CUDNN_TRY(cudnnFindConvolutionForwardAlgorithm(
+            h, pl->xd, pl->wd, cd, pl->yd, CUDNN_CONVOLUTION_FWD_ALGO_COUNT, &n, perf));
+        i = pick(perf, n, pl->deterministic, fma_only, pl->deterministic);
+    }
     if (i < 0) {
         return no_algo("forward", n, pl->deterministic, fma_only);
     }
     pl->fwd_algo = perf[i].algo;
-    pl->math[PASS_FWD] = perf[i].mathType;
-    DP_CUDNN_TRY(cudnnSetConvolutionMathType(cd, perf[i].mathType));
+    DP_TRY(set_math(pl, PASS_FWD, perf[i].mathType, fma_only));
     DP_CUDNN_TRY(cudnnGetConvolutionForwardWorkspaceSize(h, pl->xd, pl->wd, cd, pl->yd,
                                                          pl->fwd_algo, &pl->lib_ws[PASS_FWD]));
     return DP_OK;
@@ -98,23 +116,24 @@ static dp_status choose_data(dp_cuda_conv_plan *pl, cudnnHandle_t h, int fma_onl
     cudnnConvolutionBwdDataAlgoPerf_t perf[CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT];
     int n = 0;
     cudnnConvolutionDescriptor_t cd = pl->cd[PASS_DATA];
+    int i = -1;
     if (pl->deterministic) {
         DP_CUDNN_TRY(cudnnGetConvolutionBackwardDataAlgorithm_v7(
             h, pl->wd, pl->yd, cd, pl->xd, CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT, &n, perf));
-    } else {
+        i = pick(perf, n, 1, fma_only, 0);
+    }
+    if (i < 0) {
         DP_CUDNN_TRY(cudnnFindConvolutionBackwardDataAlgorithm(
             h, pl->wd, pl->yd, cd, pl->xd, CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT, &n, perf));
+        i = pick(perf, n, pl->deterministic, fma_only, pl->deterministic);
     }
-    const int i = pick(perf, n, pl->deterministic, fma_only);
     if (i < 0) {
         return no_algo("backward data", n, pl->deterministic, fma_only);
     }
     pl->data_algo = perf[i].algo;
-    pl->math[PASS_DATA] = perf[i].mathType;
-    DP_CUDNN_TRY(cudnnSetConvolutionMathType(cd, perf[i].mathType));
-    DP_CUDNN_TRY(cudnnGetConvolutionBackwardDataWorkspaceSize(h, pl->wd, pl->yd, cd, pl->xd,
-                                                              pl->data_algo,
-                                                              &pl->lib_ws[PASS_DATA]));
+    DP_TRY(set_math(pl, PASS_DATA, perf[i].mathType, fma_only));
+    DP_CUDNN_TRY(cudnnGetConvolutionBackwardDataWorkspaceSize(
+        h, pl->wd, pl->yd, cd, pl->xd, pl->data_algo, &pl->lib_ws[PASS_DATA]));
     return DP_OK;
 }
 
@@ -123,23 +142,24 @@ static dp_status choose_filter(dp_cuda_conv_plan *pl, cudnnHandle_t h, int fma_o
     cudnnConvolutionBwdFilterAlgoPerf_t perf[CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT];
     int n = 0;
     cudnnConvolutionDescriptor_t cd = pl->cd[PASS_FILTER];
+    int i = -1;
     if (pl->deterministic) {
         DP_CUDNN_TRY(cudnnGetConvolutionBackwardFilterAlgorithm_v7(
             h, pl->xd, pl->yd, cd, pl->wd, CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT, &n, perf));
-    } else {
+        i = pick(perf, n, 1, fma_only, 0);
+    }
+    if (i < 0) {
         DP_CUDNN_TRY(cudnnFindConvolutionBackwardFilterAlgorithm(
             h, pl->xd, pl->yd, cd, pl->wd, CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT, &n, perf));
+        i = pick(perf, n, pl->deterministic, fma_only, pl->deterministic);
     }
-    const int i = pick(perf, n, pl->deterministic, fma_only);
     if (i < 0) {
         return no_algo("backward filter", n, pl->deterministic, fma_only);
     }
     pl->filter_algo = perf[i].algo;
-    pl->math[PASS_FILTER] = perf[i].mathType;
-    DP_CUDNN_TRY(cudnnSetConvolutionMathType(cd, perf[i].mathType));
-    DP_CUDNN_TRY(cudnnGetConvolutionBackwardFilterWorkspaceSize(h, pl->xd, pl->yd, cd, pl->wd,
-                                                                pl->filter_algo,
-                                                                &pl->lib_ws[PASS_FILTER]));
+    DP_TRY(set_math(pl, PASS_FILTER, perf[i].mathType, fma_only));
+    DP_CUDNN_TRY(cudnnGetConvolutionBackwardFilterWorkspaceSize(
+        h, pl->xd, pl->yd, cd, pl->wd, pl->filter_algo, &pl->lib_ws[PASS_FILTER]));
     return DP_OK;
 }
 
@@ -154,16 +174,15 @@ static int fits_int(int a, int b, int c, int d)
 static dp_status make_descriptors(dp_cuda_conv_plan *pl, cudnnMathType_t math)
 {
     const dp_conv_params *p = &pl->p;
-    const cudnnTensorFormat_t fmt = pl->layout == DP_CUDA_NHWC ? CUDNN_TENSOR_NHWC
-                                                               : CUDNN_TENSOR_NCHW;
+    const cudnnTensorFormat_t fmt =
+        pl->layout == DP_CUDA_NHWC ? CUDNN_TENSOR_NHWC : CUDNN_TENSOR_NCHW;
     const cudnnDataType_t t = dp__dnn_cudnn_type(pl->dtype);
     DP_CUDNN_TRY(cudnnCreateTensorDescriptor(&pl->xd));
     DP_CUDNN_TRY(cudnnCreateTensorDescriptor(&pl->yd));
     DP_CUDNN_TRY(cudnnCreateFilterDescriptor(&pl->wd));
     DP_CUDNN_TRY(cudnnSetTensor4dDescriptor(pl->xd, fmt, t, p->N, p->C, p->H, p->W));
     DP_CUDNN_TRY(cudnnSetTensor4dDescriptor(pl->yd, fmt, t, p->N, p->K, p->out_h, p->out_w));
-    DP_CUDNN_TRY(
-        cudnnSetFilter4dDescriptor(pl->wd, t, fmt, p->K, p->C / p->groups, p->R, p->S));
+    DP_CUDNN_TRY(cudnnSetFilter4dDescriptor(pl->wd, t, fmt, p->K, p->C / p->groups, p->R, p->S));
     for (int i = 0; i < PASS_COUNT; i++) {
         DP_CUDNN_TRY(cudnnCreateConvolutionDescriptor(&pl->cd[i]));
         DP_CUDNN_TRY(cudnnSetConvolution2dDescriptor(pl->cd[i], p->pad_h, p->pad_w, p->stride_h,
@@ -174,12 +193,13 @@ static dp_status make_descriptors(dp_cuda_conv_plan *pl, cudnnMathType_t math)
     }
     // cuDNN's idea of the output must be ours (dp_conv_params_resolve), or every index is off.
     int n, k, h, w;
-    DP_CUDNN_TRY(cudnnGetConvolution2dForwardOutputDim(pl->cd[PASS_FWD], pl->xd, pl->wd, &n, &k,
-                                                       &h, &w));
+    DP_CUDNN_TRY(
+        cudnnGetConvolution2dForwardOutputDim(pl->cd[PASS_FWD], pl->xd, pl->wd, &n, &k, &h, &w));
     if (n != p->N || k != p->K || h != p->out_h || w != p->out_w) {
-        return dp_error_set(DP_ERR_INTERNAL,
-                            "cuDNN's output dims (%d, %d, %d, %d) differ from ours (%d, %d, %d, %d)",
-                            n, k, h, w, p->N, p->K, p->out_h, p->out_w);
+        return dp_error_set(
+            DP_ERR_INTERNAL,
+            "cuDNN's output dims (%d, %d, %d, %d) differ from ours (%d, %d, %d, %d)", n, k, h, w,
+            p->N, p->K, p->out_h, p->out_w);
     }
     return DP_OK;
 }
@@ -222,8 +242,8 @@ static dp_status plan_build(dp_cuda_conv_plan *pl)
     pl->filt = dp__dnn_filter{p->K, p->C / p->groups, rs, pl->layout};
     pl->ychan = dp__dnn_chan{p->N, p->K, p->out_h * p->out_w, pl->layout};
     if (pl->dtype != DP_CUDA_F32 || (pl->layout == DP_CUDA_NHWC && rs > 1)) {
-        pl->wc_bytes = (size_t)p->K * (size_t)(p->C / p->groups) * (size_t)rs *
-                       dp_cuda_dtype_size(pl->dtype);
+        pl->wc_bytes =
+            (size_t)p->K * (size_t)(p->C / p->groups) * (size_t)rs * dp_cuda_dtype_size(pl->dtype);
         DP_TRY(dp_cuda_malloc(pl->ctx, &pl->wc, pl->wc_bytes));
     }
     DP_TRY(make_descriptors(pl, math));
@@ -247,8 +267,7 @@ extern "C" dp_status dp_cuda_conv_plan_create(dp_cuda_conv_plan **out, dp_cuda_c
         return dp_error_set(DP_ERR_ARG, "dp_cuda_conv_plan_create: unknown dtype %d", (int)dtype);
     }
     if (layout != DP_CUDA_NCHW && layout != DP_CUDA_NHWC) {
-        return dp_error_set(DP_ERR_ARG, "dp_cuda_conv_plan_create: unknown layout %d",
-                            (int)layout);
+        return dp_error_set(DP_ERR_ARG, "dp_cuda_conv_plan_create: unknown layout %d", (int)layout);
     }
     dp_conv_params q = *p;
     DP_TRY(dp_conv_params_resolve(&q));
@@ -266,8 +285,8 @@ extern "C" dp_status dp_cuda_conv_plan_create(dp_cuda_conv_plan **out, dp_cuda_c
         return dp_error_context(st,
                                 "convolution plan (N %d, C %d, %dx%d, K %d, %dx%d, stride %d,%d, "
                                 "pad %d,%d, dilation %d,%d, groups %d, %s %s)",
-                                q.N, q.C, q.H, q.W, q.K, q.R, q.S, q.stride_h, q.stride_w,
-                                q.pad_h, q.pad_w, q.dil_h, q.dil_w, q.groups,
+                                q.N, q.C, q.H, q.W, q.K, q.R, q.S, q.stride_h, q.stride_w, q.pad_h,
+                                q.pad_w, q.dil_h, q.dil_w, q.groups,
                                 dtype == DP_CUDA_F32    ? "f32"
                                 : dtype == DP_CUDA_BF16 ? "bf16"
                                                         : "f16",
@@ -360,9 +379,9 @@ extern "C" dp_status dp_cuda_conv_forward(dp_cuda_conv_plan *plan, void *y, cons
     return DP_OK;
 }
 
-extern "C" dp_status dp_cuda_conv_backward_data(dp_cuda_conv_plan *plan, void *dx,
-                                                const void *dy, const float *w, int accumulate,
-                                                void *ws, size_t ws_bytes)
+extern "C" dp_status dp_cuda_conv_backward_data(dp_cuda_conv_plan *plan, void *dx, const void *dy,
+                                                const float *w, int accumulate, void *ws,
+                                                size_t ws_bytes)
 {
     static const char what[] = "dp_cuda_conv_backward_data";
     DP__DNN_NEED(plan, what);
@@ -393,15 +412,13 @@ extern "C" dp_status dp_cuda_conv_backward_filter(dp_cuda_conv_plan *plan, float
     const float one = 1.0f, zero = 0.0f, beta = accumulate ? 1.0f : 0.0f;
     char *tail = (char *)ws + plan->dw_bytes;
     if (plan->wc == NULL) {
-        DP_CUDNN_TRY(cudnnConvolutionBackwardFilter(h, &one, plan->xd, x, plan->yd, dy,
-                                                    plan->cd[PASS_FILTER], plan->filter_algo,
-                                                    tail, plan->lib_ws[PASS_FILTER], &beta,
-                                                    plan->wd, dw));
+        DP_CUDNN_TRY(cudnnConvolutionBackwardFilter(
+            h, &one, plan->xd, x, plan->yd, dy, plan->cd[PASS_FILTER], plan->filter_algo, tail,
+            plan->lib_ws[PASS_FILTER], &beta, plan->wd, dw));
     } else {
-        DP_CUDNN_TRY(cudnnConvolutionBackwardFilter(h, &one, plan->xd, x, plan->yd, dy,
-                                                    plan->cd[PASS_FILTER], plan->filter_algo,
-                                                    tail, plan->lib_ws[PASS_FILTER], &zero,
-                                                    plan->wd, ws));
+        DP_CUDNN_TRY(cudnnConvolutionBackwardFilter(
+            h, &one, plan->xd, x, plan->yd, dy, plan->cd[PASS_FILTER], plan->filter_algo, tail,
+            plan->lib_ws[PASS_FILTER], &zero, plan->wd, ws));
         DP_TRY(dp__dnn_grad_add(plan->ctx, dw, ws, plan->dtype, &plan->filt, accumulate));
     }
     if (db != NULL) {

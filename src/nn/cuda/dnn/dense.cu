@@ -45,9 +45,9 @@ extern "C" dp_status dp_cuda_dense_plan_create(dp_cuda_dense_plan **out, dp_cuda
     const dp_cuda_precision prec = dp_cuda_ctx_params_of(ctx)->precision;
     // Strict float32 must not depend on the handle's math mode (TF32 or BF16x9 emulation may be
     // on for other GEMMs): the pedantic compute type forbids both.
-    pl->compute = dtype != DP_CUDA_F32     ? CUBLAS_COMPUTE_32F
+    pl->compute = dtype != DP_CUDA_F32        ? CUBLAS_COMPUTE_32F
                   : prec == DP_CUDA_PREC_FP32 ? CUBLAS_COMPUTE_32F_PEDANTIC
-                                         : CUBLAS_COMPUTE_32F_FAST_TF32;
+                                              : CUBLAS_COMPUTE_32F_FAST_TF32;
     pl->ychan = dp__dnn_chan{p->N, p->out, 1, DP_CUDA_NHWC};
     pl->ws_bytes = dp__dnn_bias_grad_ws_bytes(&pl->ychan); // cuBLAS has the context's own
     if (dtype != DP_CUDA_F32) {
@@ -112,8 +112,8 @@ extern "C" dp_status dp_cuda_dense_forward(dp_cuda_dense_plan *plan, void *y, co
     const cudaDataType_t t = dp__dnn_cuda_type(plan->dtype);
     const void *wp = plan->wc != NULL ? plan->wc : (const void *)w;
     const float one = 1.0f, zero = 0.0f;
-    DP_CUBLAS_TRY(cublasGemmEx(h, CUBLAS_OP_T, CUBLAS_OP_N, p->out, p->N, p->in, &one, wp, t,
-                               p->in, x, t, p->in, &zero, y, t, p->out, plan->compute,
+    DP_CUBLAS_TRY(cublasGemmEx(h, CUBLAS_OP_T, CUBLAS_OP_N, p->out, p->N, p->in, &one, wp, t, p->in,
+                               x, t, p->in, &zero, y, t, p->out, plan->compute,
                                CUBLAS_GEMM_DEFAULT));
     if (b != NULL) {
         DP_TRY(dp__dnn_bias_add(plan->ctx, y, plan->dtype, b, &plan->ychan));

@@ -57,10 +57,13 @@ typedef struct dp_cuda_conv_plan_info {
 // dtype in layout. Chooses one algorithm for each of forward, backward data and backward
 // filter among those whose workspace fits DP_CUDA_CONV_WS_LIMIT_BYTES:
 //   - deterministic context: the first deterministic algorithm of cuDNN's heuristics
-//     (cudnnGet*_v7), which is the same choice in every run; timing-based search could pick
-//     different algorithms in two runs and so different rounding;
+//     (cudnnGet*_v7), or if they offer none, the deterministic algorithm of the lowest number
+//     among those cudnnFind* runs successfully: choices that do not depend on timing, so
+//     every run picks the same algorithms and rounds the same way;
 //   - otherwise: the fastest measured by cudnnFind* (runs every algorithm once on scratch
-//     buffers cuDNN allocates; blocks the host; only call it outside the step loop).
+//     buffers cuDNN allocates itself, as large as the tensors plus each algorithm's workspace;
+//     blocks the host). Build the plans before allocating the network's arena, and never
+//     in the step loop.
 // Math: float32 storage under precision fp32 runs FMA-only kernels (CUDNN_FMA_MATH: cuDNN's
 // default math would allow TF32 on Ampere and later); float32 under any other precision allows
 // TF32 tensor cores; bf16 and fp16 storage use tensor cores with float32 accumulation.
@@ -116,9 +119,9 @@ DP_MUST_CHECK dp_status dp_cuda_conv_backward_data(dp_cuda_conv_plan *plan, void
 //   dw (K, C / groups, R, S) float32, device
 //   db (K) float32, device, or NULL when the convolution has no bias
 //   dy (N, K, out_h, out_w), x (N, C, H, W): plan's layout and dtype, device
-DP_MUST_CHECK dp_status dp_cuda_conv_backward_filter(dp_cuda_conv_plan *plan, float *dw,
-                                                     float *db, const void *dy, const void *x,
-                                                     int accumulate, void *ws, size_t ws_bytes);
+DP_MUST_CHECK dp_status dp_cuda_conv_backward_filter(dp_cuda_conv_plan *plan, float *dw, float *db,
+                                                     const void *dy, const void *x, int accumulate,
+                                                     void *ws, size_t ws_bytes);
 
 // --- fully connected (cuBLAS) ---
 

@@ -151,8 +151,9 @@ dp_status dp__dnn_check_ws(const char *what, const void *ws, size_t ws_bytes, si
 
 cudnnDataType_t dp__dnn_cudnn_type(dp_cuda_dtype t)
 {
-    return t == DP_CUDA_BF16 ? CUDNN_DATA_BFLOAT16 : t == DP_CUDA_F16 ? CUDNN_DATA_HALF
-                                                                      : CUDNN_DATA_FLOAT;
+    return t == DP_CUDA_BF16  ? CUDNN_DATA_BFLOAT16
+           : t == DP_CUDA_F16 ? CUDNN_DATA_HALF
+                              : CUDNN_DATA_FLOAT;
 }
 
 cudaDataType_t dp__dnn_cuda_type(dp_cuda_dtype t)
@@ -295,8 +296,8 @@ dp_status dp__dnn_grad_add(dp_cuda_ctx *ctx, float *dw, const void *g, dp_cuda_d
                                                        f->RS, krsc, accumulate);
         break;
     case DP_CUDA_F16:
-        grad_add_kernel<<<blocks, DNN_THREADS, 0, s>>>(dw, (const __half *)g, n, f->Cg, f->RS,
-                                                       krsc, accumulate);
+        grad_add_kernel<<<blocks, DNN_THREADS, 0, s>>>(dw, (const __half *)g, n, f->Cg, f->RS, krsc,
+                                                       accumulate);
         break;
     default:
         return dp_error_set(DP_ERR_ARG, "filter gradient: unknown dtype %d", (int)dtype);
