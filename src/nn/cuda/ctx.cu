@@ -25,8 +25,8 @@ struct dp_cuda_ctx {
     cublasHandle_t cublas;
     cublasLtHandle_t cublaslt;
     cudnnHandle_t cudnn;
-    void *cublas_workspace;                   // CUBLAS_WORKSPACE_BYTES, device
-    cudaEvent_t events[DP_CUDA_MAX_EVENTS];   // created on first record
+    void *cublas_workspace;                 // CUBLAS_WORKSPACE_BYTES, device
+    cudaEvent_t events[DP_CUDA_MAX_EVENTS]; // created on first record
 };
 
 // --- error conversion of the libraries ---
@@ -89,12 +89,12 @@ static dp_status create_streams(dp_cuda_ctx *c)
 {
     int least = 0, greatest = 0;
     DP_CUDA_TRY(cudaDeviceGetStreamPriorityRange(&least, &greatest));
-    DP_CUDA_TRY(cudaStreamCreateWithPriority(&c->streams[DP_CUDA_COMPUTE], cudaStreamNonBlocking,
-                                             least));
-    DP_CUDA_TRY(cudaStreamCreateWithPriority(&c->streams[DP_CUDA_H2D], cudaStreamNonBlocking,
-                                             least));
-    DP_CUDA_TRY(cudaStreamCreateWithPriority(&c->streams[DP_CUDA_COMM], cudaStreamNonBlocking,
-                                             greatest));
+    DP_CUDA_TRY(
+        cudaStreamCreateWithPriority(&c->streams[DP_CUDA_COMPUTE], cudaStreamNonBlocking, least));
+    DP_CUDA_TRY(
+        cudaStreamCreateWithPriority(&c->streams[DP_CUDA_H2D], cudaStreamNonBlocking, least));
+    DP_CUDA_TRY(
+        cudaStreamCreateWithPriority(&c->streams[DP_CUDA_COMM], cudaStreamNonBlocking, greatest));
     return DP_OK;
 }
 
@@ -108,8 +108,8 @@ static dp_status create_handles(dp_cuda_ctx *c)
     CUBLAS_TRY(cublasSetStream(c->cublas, compute));
     DP_CUDA_TRY(cudaMalloc(&c->cublas_workspace, CUBLAS_WORKSPACE_BYTES));
     CUBLAS_TRY(cublasSetWorkspace(c->cublas, c->cublas_workspace, CUBLAS_WORKSPACE_BYTES));
-    cublasMath_t math = c->params.precision == DP_CUDA_PREC_TF32 ? CUBLAS_TF32_TENSOR_OP_MATH
-                                                            : CUBLAS_DEFAULT_MATH;
+    cublasMath_t math =
+        c->params.precision == DP_CUDA_PREC_TF32 ? CUBLAS_TF32_TENSOR_OP_MATH : CUBLAS_DEFAULT_MATH;
     CUBLAS_TRY(cublasSetMathMode(c->cublas, math));
     CUBLAS_TRY(cublasLtCreate(&c->cublaslt));
     CUDNN_TRY(cudnnCreate(&c->cudnn));
@@ -266,8 +266,8 @@ extern "C" dp_status dp_cuda_host_alloc(void **ptr, size_t bytes)
         *ptr = NULL;
         cudaGetLastError();
         return dp_error_set(e == cudaErrorMemoryAllocation ? DP_ERR_NOMEM : DP_ERR_CUDA,
-                            "cudaHostAlloc of %zu MiB: %s (%s)", bytes >> 20,
-                            cudaGetErrorString(e), cudaGetErrorName(e));
+                            "cudaHostAlloc of %zu MiB: %s (%s)", bytes >> 20, cudaGetErrorString(e),
+                            cudaGetErrorName(e));
     }
     return DP_OK;
 }
@@ -296,7 +296,8 @@ extern "C" dp_status dp_cuda_h2d_async(dp_cuda_ctx *ctx, void *dst, const void *
     if (bytes == 0) {
         return DP_OK;
     }
-    DP_CUDA_TRY(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, ctx->streams[DP_CUDA_H2D]));
+    DP_CUDA_TRY(
+        cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, ctx->streams[DP_CUDA_H2D]));
     return DP_OK;
 }
 

@@ -147,15 +147,15 @@ DP_MUST_CHECK dp_status dp_cuda_bn_forward_train(dp_cuda_ctx *ctx, void *y, floa
                                                  dp_cuda_dtype dtype, void *workspace);
 DP_MUST_CHECK dp_status dp_cuda_bn_forward_eval(dp_cuda_ctx *ctx, void *y, const void *x,
                                                 const float *gamma, const float *beta,
-                                                const float *running_mean,
-                                                const float *running_var, const dp_bn_params *p,
-                                                dp_cuda_layout layout, dp_cuda_dtype dtype);
-DP_MUST_CHECK dp_status dp_cuda_bn_backward(dp_cuda_ctx *ctx, void *dx, float *dgamma,
-                                            float *dbeta, const void *dy, const void *x,
-                                            const float *gamma, const float *save_mean,
-                                            const float *save_inv_std, const dp_bn_params *p,
-                                            unsigned accum, dp_cuda_layout layout,
-                                            dp_cuda_dtype dtype, void *workspace);
+                                                const float *running_mean, const float *running_var,
+                                                const dp_bn_params *p, dp_cuda_layout layout,
+                                                dp_cuda_dtype dtype);
+DP_MUST_CHECK dp_status dp_cuda_bn_backward(dp_cuda_ctx *ctx, void *dx, float *dgamma, float *dbeta,
+                                            const void *dy, const void *x, const float *gamma,
+                                            const float *save_mean, const float *save_inv_std,
+                                            const dp_bn_params *p, unsigned accum,
+                                            dp_cuda_layout layout, dp_cuda_dtype dtype,
+                                            void *workspace);
 
 // --- pooling (cpu/pool.h): p resolved by dp_pool_params_resolve ---
 
@@ -194,10 +194,9 @@ DP_MUST_CHECK dp_status dp_cuda_global_avgpool_forward(dp_cuda_ctx *ctx, void *y
                                                        dp_cuda_layout layout, dp_cuda_dtype dtype);
 // dx[n, c, i] (+)= dy[n, c] / hw.
 //   dx (N, C, hw) in layout, dtype, device;  dy (N, C) dtype, device
-DP_MUST_CHECK dp_status dp_cuda_global_avgpool_backward(dp_cuda_ctx *ctx, void *dx,
-                                                        const void *dy, int N, int C, size_t hw,
-                                                        int accumulate, dp_cuda_layout layout,
-                                                        dp_cuda_dtype dtype);
+DP_MUST_CHECK dp_status dp_cuda_global_avgpool_backward(dp_cuda_ctx *ctx, void *dx, const void *dy,
+                                                        int N, int C, size_t hw, int accumulate,
+                                                        dp_cuda_layout layout, dp_cuda_dtype dtype);
 
 // --- shortcut, route, crop (cpu/elementwise.h) ---
 
