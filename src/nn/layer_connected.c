@@ -19,6 +19,23 @@ typedef struct connected_priv {
     dp__post post;
 } connected_priv;
 
+dp_dense_params dp__connected_params(const dp_layer *l, int n)
+{
+    const connected_priv *c = l->priv;
+    dp_dense_params p = {n, c->inputs, c->outputs};
+    return p;
+}
+
+int dp__connected_has_bias(const dp_layer *l)
+{
+    return ((const connected_priv *)l->priv)->bias;
+}
+
+const dp__post *dp__connected_post(const dp_layer *l)
+{
+    return &((const connected_priv *)l->priv)->post;
+}
+
 static dp_status connected_parse(dp_layer *l, const dp_cfg_section *s)
 {
     DP_TRY(dp__layer_alloc_priv(l, sizeof(connected_priv)));

@@ -20,6 +20,21 @@ typedef struct conv_priv {
     dp_conv_params p; // N set per step
 } conv_priv;
 
+const dp_conv_params *dp__conv_params(const dp_layer *l)
+{
+    return &((const conv_priv *)l->priv)->p;
+}
+
+int dp__conv_has_bias(const dp_layer *l)
+{
+    return ((const conv_priv *)l->priv)->bias;
+}
+
+const dp__post *dp__conv_post(const dp_layer *l)
+{
+    return &((const conv_priv *)l->priv)->post;
+}
+
 static dp_status conv_parse(dp_layer *l, const dp_cfg_section *s)
 {
     DP_TRY(dp__layer_alloc_priv(l, sizeof(conv_priv)));

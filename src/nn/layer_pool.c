@@ -12,6 +12,16 @@ typedef struct pool_priv {
     dp_pool_params p; // N set per step
 } pool_priv;
 
+const dp_pool_params *dp__pool_params(const dp_layer *l)
+{
+    return &((const pool_priv *)l->priv)->p;
+}
+
+int dp__pool_global(const dp_layer *l)
+{
+    return ((const pool_priv *)l->priv)->global;
+}
+
 static dp_status maxpool_parse(dp_layer *l, const dp_cfg_section *s)
 {
     DP_TRY(dp__layer_alloc_priv(l, sizeof(pool_priv)));
@@ -34,8 +44,8 @@ static dp_status pool_window_check(dp_layer *l, int64_t H, int64_t W, int64_t pa
                               "expected an input of at least %lldx%lld for a %dx%d window, got "
                               "%lldx%lld",
                               (long long)(p->size - padded_extra),
-                              (long long)(p->size - padded_extra), p->size, p->size,
-                              (long long)H, (long long)W);
+                              (long long)(p->size - padded_extra), p->size, p->size, (long long)H,
+                              (long long)W);
     }
     return DP_OK;
 }
@@ -48,8 +58,8 @@ static dp_status maxpool_infer(dp_layer *l, const dp_net *net)
     DP_TRY(pool_window_check(l, H, W, p->padding));
     l->out_shape = dp_chw(C, (H + p->padding - p->size) / p->stride + 1,
                           (W + p->padding - p->size) / p->stride + 1);
-    if (dp_pool_params_darknet(&p->p, 1, (int)C, (int)H, (int)W, p->size, p->stride,
-                               p->padding) != DP_OK) {
+    if (dp_pool_params_darknet(&p->p, 1, (int)C, (int)H, (int)W, p->size, p->stride, p->padding) !=
+        DP_OK) {
         return dp_layer_error(l, DP_ERR_SHAPE, "%s", dp_error_message());
     }
     return DP_OK;
@@ -109,9 +119,16 @@ static dp_status avgpool_infer(dp_layer *l, const dp_net *net)
     DP_TRY(pool_window_check(l, H, W, 2 * (int64_t)p->padding));
     l->out_shape = dp_chw(C, (H + 2 * p->padding - p->size) / p->stride + 1,
                           (W + 2 * p->padding - p->size) / p->stride + 1);
-    dp_pool_params q = {.N = 1, .C = (int)C, .H = (int)H, .W = (int)W, .size_h = p->size,
-                        .size_w = p->size, .stride_h = p->stride, .stride_w = p->stride,
-                        .pad_h = 2 * p->padding, .pad_w = 2 * p->padding,
+    dp_pool_params q = {.N = 1,
+                        .C = (int)C,
+                        .H = (int)H,
+                        .W = (int)W,
+                        .size_h = p->size,
+                        .size_w = p->size,
+                        .stride_h = p->stride,
+                        .stride_w = p->stride,
+                        .pad_h = 2 * p->padding,
+                        .pad_w = 2 * p->padding,
                         .count_include_pad = 1};
     if (dp_pool_params_resolve(&q) != DP_OK) {
         return dp_layer_error(l, DP_ERR_SHAPE, "%s", dp_error_message());

@@ -142,6 +142,21 @@ static int shortcut_fused(const shortcut_priv *p)
             p->post.act == DP_ACT_LEAKY);
 }
 
+const dp_shortcut_params *dp__shortcut_params(const dp_layer *l)
+{
+    return &((const shortcut_priv *)l->priv)->p;
+}
+
+const dp__post *dp__shortcut_post(const dp_layer *l)
+{
+    return &((const shortcut_priv *)l->priv)->post;
+}
+
+int dp__shortcut_fused(const dp_layer *l)
+{
+    return shortcut_fused(l->priv);
+}
+
 static dp_status shortcut_forward(dp_layer *l, const dp_step *s)
 {
     shortcut_priv *p = l->priv;

@@ -39,7 +39,7 @@ static dp_status dropout_parse(dp_layer *l, const dp_cfg_section *s)
     return DP_OK;
 }
 
-static dp_dropout_params dropout_at(const dp_layer *l, const dp_step *s)
+dp_dropout_params dp__dropout_params(const dp_layer *l, const dp_step *s)
 {
     const dropout_priv *p = l->priv;
     dp_dropout_params q = {.N = s->n,
@@ -60,7 +60,7 @@ static dp_status dropout_forward(dp_layer *l, const dp_step *s)
         memcpy(l->y, l->x[0], (size_t)s->n * (size_t)dp_shape_count(&l->in_shape) * sizeof(float));
         return DP_OK;
     }
-    dp_dropout_params q = dropout_at(l, s);
+    dp_dropout_params q = dp__dropout_params(l, s);
     return dp_cpu_dropout_forward(l->y, l->x[0], &q);
 }
 
@@ -69,7 +69,7 @@ static dp_status dropout_backward(dp_layer *l, const dp_step *s)
     if (l->dx[0] == NULL) {
         return DP_OK;
     }
-    dp_dropout_params q = dropout_at(l, s);
+    dp_dropout_params q = dp__dropout_params(l, s);
     return dp_cpu_dropout_backward(l->dx[0], l->dy, &q, l->dx_accumulate[0]);
 }
 
@@ -94,6 +94,11 @@ static dp_status post_infer(dp_layer *l, const dp_net *net)
     l->out_shape = l->in_shape;
     dp__post_add_params(l, &p->post, (int)l->in_shape.dims[0]);
     return DP_OK;
+}
+
+const dp__post *dp__simple_post(const dp_layer *l)
+{
+    return &((const activation_priv *)l->priv)->post;
 }
 
 static dp_status activation_parse(dp_layer *l, const dp_cfg_section *s)
@@ -188,8 +193,12 @@ static dp_status crop_infer(dp_layer *l, const dp_net *net)
 static dp_crop_params crop_at(const dp_layer *l, const dp_step *s, int i, int *flip)
 {
     const crop_priv *p = l->priv;
-    dp_crop_params q = {.N = 1, .C = (int)l->in_shape.dims[0], .H = (int)l->in_shape.dims[1],
-                        .W = (int)l->in_shape.dims[2], .out_h = p->height, .out_w = p->width};
+    dp_crop_params q = {.N = 1,
+                        .C = (int)l->in_shape.dims[0],
+                        .H = (int)l->in_shape.dims[1],
+                        .W = (int)l->in_shape.dims[2],
+                        .out_h = p->height,
+                        .out_w = p->width};
     dp_crop_params_center(&q);
     *flip = 0;
     if (s->train) {

@@ -41,6 +41,18 @@ void dp__softmax_set_smoothing(dp_layer *l, double eps)
     ((softmax_priv *)l->priv)->label_smoothing = eps;
 }
 
+double dp__softmax_smoothing(const dp_layer *l)
+{
+    return ((const softmax_priv *)l->priv)->label_smoothing;
+}
+
+void dp__softmax_stats_set(dp_layer *l, const dp_xent_stats *stats, int n)
+{
+    softmax_priv *p = l->priv;
+    p->stats = *stats;
+    p->n = n;
+}
+
 void dp__softmax_stats(const dp_layer *l, double *loss_sum, long *top1, long *top5, int *n)
 {
     const softmax_priv *p = l->priv;
@@ -99,8 +111,8 @@ static dp_status softmax_forward(dp_layer *l, const dp_step *s)
     if (s->labels_b != NULL && s->train) {
         return mixed_loss(l, s, &xp);
     }
-    dp_status st = dp_cpu_softmax_xent(s->train ? l->state : NULL, NULL, &p->stats, l->x[0],
-                                       s->labels, &xp);
+    dp_status st =
+        dp_cpu_softmax_xent(s->train ? l->state : NULL, NULL, &p->stats, l->x[0], s->labels, &xp);
     if (st != DP_OK) {
         return dp_layer_error(l, st, "%s", dp_error_message());
     }
