@@ -61,9 +61,9 @@ static dp_status split_batch(trainer *t, const dp_cfg_section *net, const dp_cfg
             return dp_error_set(DP_ERR_CFG,
                                 "%s: [train] micro_batch: %ld does not divide the %ld samples per "
                                 "rank (global batch %ld over %ld ranks)",
-                                train != NULL ? dp_cfg_where(train, "micro_batch", where,
-                                                             sizeof where)
-                                              : dp_cfg_path(t->cfg),
+                                train != NULL
+                                    ? dp_cfg_where(train, "micro_batch", where, sizeof where)
+                                    : dp_cfg_path(t->cfg),
                                 micro, local, B, P);
         }
     } else {
@@ -116,20 +116,7 @@ static dp_status choose_backend(trainer *t, const dp_cfg_section *train)
     if (st != DP_OK) {
         return dp_error_context(st, "%s", where);
     }
-    if (t->backend.kind == DP_BACKEND_CUDA) {
-        // TODO(#8): the step loop on the device (net_cuda.c) is not wired into the trainer yet.
-        if (kind == DP_BACKEND_CUDA) {
-            return dp_error_set(DP_ERR_UNSUPPORTED,
-                                "%s: backend=cuda: device %d (%s) is usable, but this dptrain "
-                                "cannot train on the GPU yet; use backend=cpu",
-                                where, t->backend.device, t->backend.device_name);
-        }
-        dp_backend_choice cpu;
-        st = dp_backend_resolve(&cpu, DP_BACKEND_CPU, DP_PRECISION_AUTO, 0, NULL, NULL);
-        DP_ASSERT(st == DP_OK);
-        snprintf(cpu.why_cpu, sizeof cpu.why_cpu, "GPU training is not built yet");
-        t->backend = cpu;
-    }
+    t->backend_asked = kind;
     return DP_OK;
 }
 
@@ -238,6 +225,30 @@ static dp_status build_optimizer(trainer *t)
     return DP_OK;
 }
 
+// backend=cuda: the device side of the network and optimizer. backend=auto falls back to the
+// CPU, saying why, when this network cannot run on the GPU (a layer without a CUDA
+// implementation); backend=cuda makes that an error.
+static dp_status start_device(trainer *t)
+{
+    if (t->backend.kind != DP_BACKEND_CUDA) {
+        return DP_OK;
+    }
+    dp_status st = dp__train_cuda_start(t);
+    if (st == DP_OK) {
+        return DP_OK;
+    }
+    dp__train_cuda_stop(t);
+    if (st != DP_ERR_UNSUPPORTED || t->backend_asked != DP_BACKEND_AUTO) {
+        return st;
+    }
+    dp_backend_choice cpu;
+    DP_TRY(dp_backend_resolve(&cpu, DP_BACKEND_CPU, DP_PRECISION_AUTO, 0, NULL, NULL));
+    snprintf(cpu.why_cpu, sizeof cpu.why_cpu, "GPU %s: %s", t->backend.device_name,
+             dp_error_message());
+    t->backend = cpu;
+    return DP_OK;
+}
+
 // The dataset's images must match the network's input, and its classes the output.
 static dp_status check_dataset(const trainer *t, const dp_dataset *ds, const char *path)
 {
@@ -252,8 +263,8 @@ static dp_status check_dataset(const trainer *t, const dp_dataset *ds, const cha
                             (long long)in.dims[0]);
     }
     if (info->n_classes != t->classes) {
-        return dp_error_set(DP_ERR_SHAPE, "%s: %lld classes but the network of %s outputs %d",
-                            path, (long long)info->n_classes, dp_cfg_path(t->cfg), t->classes);
+        return dp_error_set(DP_ERR_SHAPE, "%s: %lld classes but the network of %s outputs %d", path,
+                            (long long)info->n_classes, dp_cfg_path(t->cfg), t->classes);
     }
     return DP_OK;
 }
@@ -291,8 +302,9 @@ static dp_status open_data(trainer *t)
         return DP_OK;
     }
     if (data == NULL) {
-        return dp_error_set(DP_ERR_CFG, "%s: no [data] section: give train= and test= (HDF5 files "
-                                        "from dpdata) or source=synthetic",
+        return dp_error_set(DP_ERR_CFG,
+                            "%s: no [data] section: give train= and test= (HDF5 files "
+                            "from dpdata) or source=synthetic",
                             dp_cfg_path(t->cfg));
     }
     DP_TRY(dp_cfg_require_str(data, "train", &t->train_path));
@@ -329,6 +341,10 @@ static dp_status start_pipeline(trainer *t, dp_pipeline **out, int eval,
     pc.mixup_alpha = eval ? 0.0f : t->mixup;
     pc.cutmix_alpha = eval ? 0.0f : t->cutmix;
     pc.mix_prob = t->mix_prob;
+    if (t->cuda != NULL) { // pinned buffers: the H2D copies run asynchronously
+        pc.alloc = dp__train_cuda_host_alloc;
+        pc.free = dp__train_cuda_host_free;
+    }
     return dp_pipeline_create(out, &pc);
 }
 
@@ -362,10 +378,15 @@ static dp_status evaluate(trainer *t, eval_result *out)
         run.n = (int)b->count;
         run.labels = b->labels;
         if (b->count > 0) {
-            st = dp_net_forward(t->net, b->images, &run);
             dp_net_metrics m;
-            if (st == DP_OK) {
-                st = dp_net_metrics_get(t->net, &m);
+            memset(&m, 0, sizeof m);
+            if (t->cuda != NULL) {
+                st = dp__train_cuda_eval_batch(t, b->images, b->labels, (int)b->count, 1, &m);
+            } else {
+                st = dp_net_forward(t->net, b->images, &run);
+                if (st == DP_OK) {
+                    st = dp_net_metrics_get(t->net, &m);
+                }
             }
             loss += m.loss_sum;
             top1 += m.top1;
@@ -396,7 +417,7 @@ static int stop_requested(const trainer *t)
 }
 
 // Names the first layer (in backward order) whose parameter gradients are not finite.
-static dp_status non_finite_error(trainer *t, const char *what)
+dp_status dp__train_non_finite_error(trainer *t, const char *what)
 {
     const float *g = dp_net_grads(t->net);
     for (int i = dp_net_layer_count(t->net) - 1; i >= 0; i--) {
@@ -421,6 +442,9 @@ static dp_status non_finite_error(trainer *t, const char *what)
 
 static dp_status train_step(trainer *t, const dp_pipeline_batch *b)
 {
+    if (t->cuda != NULL) {
+        return dp__train_cuda_step(t, b);
+    }
     double loss = 0;
     long correct = 0;
     dp_comm_set_step(t->comm, t->step);
@@ -431,8 +455,8 @@ static dp_status train_step(trainer *t, const dp_pipeline_batch *b)
         run.accumulate = m > 0 && !t->deterministic;
         run.step = t->step;
         run.seed = t->seed;
-        run.first_sample = b->index * t->global_batch + (int64_t)t->rank * t->subdivisions *
-                                                            t->micro + (int64_t)m * t->micro;
+        run.first_sample = b->index * t->global_batch +
+                           (int64_t)t->rank * t->subdivisions * t->micro + (int64_t)m * t->micro;
         run.labels = b->labels + (size_t)m * (size_t)t->micro;
         if (b->labels_b != NULL) {
             run.labels_b = b->labels_b + (size_t)m * (size_t)t->micro;
@@ -455,13 +479,13 @@ static dp_status train_step(trainer *t, const dp_pipeline_batch *b)
     DP_TRY(dp__train_dist_sum(t, sums, 3));
     t->stop_now = sums[2] > 0;
     if (!isfinite(sums[0])) {
-        return non_finite_error(t, "the training loss is not finite");
+        return dp__train_non_finite_error(t, "the training loss is not finite");
     }
     float lr = dp_schedule_lr(&t->schedule, t->step);
     dp_status st = dp_optim_step(t->optim, dp_net_params(t->net), dp_net_grads(t->net),
                                  t->decay_norm ? NULL : dp_net_decay_mask(t->net), lr);
     if (st == DP_ERR_DATA) {
-        return non_finite_error(t, dp_error_message());
+        return dp__train_non_finite_error(t, dp_error_message());
     }
     DP_TRY(st);
     t->win_loss += sums[0];
@@ -629,8 +653,14 @@ static dp_status train_loop(trainer *t, dp_train_result *res)
             }
             if (t->log_every > 0 && t->step % t->log_every == 0 && in_epoch < t->steps_per_epoch &&
                 t->step < t->total_steps) {
+                if (t->cuda != NULL) {
+                    DP_TRY(dp__train_cuda_flush(t));
+                }
                 report(t, DP_TRAIN_EVENT_STEP, epoch + 1, in_epoch, NULL);
             }
+        }
+        if (t->cuda != NULL) {
+            DP_TRY(dp__train_cuda_flush(t)); // the epoch's last stats, before its report
         }
         res->epochs = epoch + 1;
         t->ep_train_s = dp_time_s() - t->ep_start_s;
@@ -666,6 +696,9 @@ static dp_status train_loop(trainer *t, dp_train_result *res)
 static dp_status eval_only(trainer *t, dp_train_result *res)
 {
     DP_TRY(dp__train_load_checkpoint(t, t->opt.eval_only, 0));
+    if (t->cuda != NULL) {
+        DP_TRY(dp__train_cuda_upload(t));
+    }
     eval_result ev;
     double start = dp_time_s();
     DP_TRY(evaluate(t, &ev));
@@ -696,19 +729,27 @@ static dp_status bench(trainer *t, dp_train_result *res)
         labels[i] = (int32_t)(i % t->classes);
         records[i] = i;
     }
-    dp_pipeline_batch b = {.epoch = 0, .index = 0, .count = t->global_batch, .records = records,
-                           .labels = labels, .images = images};
+    dp_pipeline_batch b = {.epoch = 0,
+                           .index = 0,
+                           .count = t->global_batch,
+                           .records = records,
+                           .labels = labels,
+                           .images = images};
     dp_status st = DP_OK;
     t->total_steps = 5 + t->opt.bench_steps;
     t->steps_per_epoch = t->total_steps;
-    DP_TRY_GOTO(dp_schedule_from_cfg(&t->schedule, t->cfg, t->steps_per_epoch, t->total_steps),
-                st, out);
+    DP_TRY_GOTO(dp_schedule_from_cfg(&t->schedule, t->cfg, t->steps_per_epoch, t->total_steps), st,
+                out);
     double start = 0;
     for (long i = 0; i < t->total_steps; i++) {
         if (i == 5) {
             start = dp_time_s();
         }
         DP_TRY_GOTO(train_step(t, &b), st, out);
+    }
+    if (t->cuda != NULL) { // the device runs behind the host: time until it is done
+        DP_TRY_GOTO(dp__train_cuda_flush(t), st, out);
+        DP_TRY_GOTO(dp__train_cuda_sync(t), st, out);
     }
     res->bench_train_img_per_s =
         (double)(t->opt.bench_steps * t->global_batch) / (dp_time_s() - start);
@@ -720,7 +761,15 @@ static dp_status bench(trainer *t, dp_train_result *res)
         if (i == 5) {
             start = dp_time_s();
         }
-        DP_TRY_GOTO(dp_net_forward(t->net, images, &run), st, out);
+        if (t->cuda != NULL) {
+            dp_net_metrics m;
+            DP_TRY_GOTO(dp__train_cuda_eval_batch(t, images, labels, t->micro, 0, &m), st, out);
+        } else {
+            DP_TRY_GOTO(dp_net_forward(t->net, images, &run), st, out);
+        }
+    }
+    if (t->cuda != NULL) {
+        DP_TRY_GOTO(dp__train_cuda_sync(t), st, out);
     }
     res->bench_eval_img_per_s = (double)(evals * t->micro) / (dp_time_s() - start);
 out:
@@ -736,6 +785,7 @@ static void destroy(trainer *t)
     dp_pipeline_destroy(t->train_pipe);
     dp_dataset_destroy(t->train_ds);
     dp_dataset_destroy(t->test_ds);
+    dp__train_cuda_stop(t); // before the network it points into
     dp_optim_destroy(t->optim);
     dp_net_destroy(t->net);
     dp__train_dist_stop(t);
@@ -753,6 +803,9 @@ static dp_status train(trainer *t, dp_train_result *res)
     dp_status st = dp__train_dist_sync_start(t, text);
     free(text);
     DP_TRY(st);
+    if (t->cuda != NULL) { // what every rank now holds: rank 0's (or the checkpoint's) state
+        DP_TRY(dp__train_cuda_upload(t));
+    }
     DP_TRY(start_pipeline(t, &t->train_pipe, 0, t->resumed ? &t->resume_state : NULL));
     DP_TRY(plan_steps(t));
     if (t->rank == 0) {
@@ -783,8 +836,12 @@ dp_status dp_train_run(const dp_cfg *cfg, const dp_train_options *opt, dp_train_
     dp_blas_set_threads(t.threads);
     DP_TRY_GOTO(build_net(&t), st, out);
     DP_TRY_GOTO(build_optimizer(&t), st, out);
+    DP_TRY_GOTO(start_device(&t), st, out);
     if (opt->bench_steps > 0) {
         DP_TRY_GOTO(dp__train_dist_alloc_parts(&t), st, out);
+        if (t.cuda != NULL) {
+            DP_TRY_GOTO(dp__train_cuda_upload(&t), st, out);
+        }
         DP_TRY_GOTO(bench(&t, res), st, out);
     } else if (opt->eval_only != NULL) {
         DP_TRY_GOTO(open_data(&t), st, out);
@@ -794,6 +851,9 @@ dp_status dp_train_run(const dp_cfg *cfg, const dp_train_options *opt, dp_train_
     }
 out:
     snprintf(res->checkpoint, sizeof res->checkpoint, "%s", t.last_ckpt);
+    if (t.cuda != NULL && dp__train_cuda_download(&t) != DP_OK) {
+        DP_LOG_WARN("the parameters' checksum is of the host copy: %s", dp_error_message());
+    }
     if (t.net != NULL) {
         dp_train_sha256_hex(res->params_sha256, dp_net_params(t.net), dp_net_param_count(t.net));
     }

@@ -159,8 +159,7 @@ static dp_status finish_deterministic(trainer *t)
 // gradient prefix; starts an all-reduce for every full bucket.
 static dp_status grads_ready(trainer *t, size_t done, int final)
 {
-    while (t->bucket_started < done &&
-           (final || done - t->bucket_started >= t->bucket_floats)) {
+    while (t->bucket_started < done && (final || done - t->bucket_started >= t->bucket_floats)) {
         size_t count = done - t->bucket_started;
         if (!final && count > t->bucket_floats) {
             count = t->bucket_floats;
@@ -228,13 +227,16 @@ dp_status dp__train_dist_sync_buffers(trainer *t)
     if (t->world == 1 || t->deterministic || nb == 0) {
         return DP_OK;
     }
+    if (t->cuda != NULL) {
+        DP_TRY(dp__train_cuda_buffers(t, 0));
+    }
     float *buf = dp_net_buffers(t->net);
     DP_TRY(dp_comm_allreduce_sum(t->comm, buf, nb));
     float inv = 1.0f / (float)t->world;
     for (size_t i = 0; i < nb; i++) {
         buf[i] *= inv;
     }
-    return DP_OK;
+    return t->cuda != NULL ? dp__train_cuda_buffers(t, 1) : DP_OK;
 }
 
 dp_status dp__train_dist_sum(trainer *t, double *values, size_t n)

@@ -142,9 +142,8 @@ dp_status dp__train_log(trainer *t, const dp_train_progress *p)
         return DP_OK;
     }
     dp_metrics_field f[12] = {
-        {"step", (double)p->step},        {"epoch", (double)p->epoch},
-        {"lr", p->lr},                    {"loss", p->train_loss},
-        {"top1", p->train_top1},          {"img_per_s", p->img_per_s},
+        {"step", (double)p->step},        {"epoch", (double)p->epoch}, {"lr", p->lr},
+        {"loss", p->train_loss},          {"top1", p->train_top1},     {"img_per_s", p->img_per_s},
         {"data_wait", p->data_wait_frac}, {"time", p->elapsed_s},
     };
     int n = 8;
@@ -218,6 +217,9 @@ dp_status dp__train_cfg_text(const trainer *t, char **out)
 
 dp_status dp__train_save_checkpoint(trainer *t, int best)
 {
+    if (t->cuda != NULL) { // the host copy of parameters and optimizer state is written
+        DP_TRY(dp__train_cuda_download(t));
+    }
     DP_TRY(dp__train_dist_sync_buffers(t)); // collective: every rank comes here
     if (t->rank != 0) {
         return DP_OK;
