@@ -8,8 +8,8 @@
 // which lets the device run up to about two steps behind the host.
 //
 // Gradients of several ranks are summed through host staging (device -> host, the MPI
-// all-reduce of the CPU path, host -> device) after backward; the NCCL path that overlaps
-// backward is TODO(#8). Deterministic mode combines micro-batch gradients in the CPU's fixed
+// all-reduce of the CPU path, host -> device) after backward. Not built yet (issue 8): the
+// NCCL path of src/comm/comm_nccl.h that would overlap backward. Deterministic mode combines micro-batch gradients in the CPU's fixed
 // tree with the device add kernel, and sums across ranks with the same deterministic host
 // all-reduce as the CPU path.
 #include <math.h>
@@ -62,7 +62,7 @@ static dp_status alloc_tree(trainer *t, dp__train_cuda *tc)
     }
     if (dp_net_buffer_count(t->net) > 0) {
         // The CPU keeps each micro-batch's running-statistics update apart and tree-sums them
-        // (trainer_dist.c); the device side of that is TODO(#8).
+        // (trainer_dist.c); that has no device side yet (issue 8), so the run is refused.
         return dp_error_set(DP_ERR_UNSUPPORTED,
                             "deterministic mode with subdivisions > 1 and batch norm is not "
                             "supported on the GPU yet: use micro_batch equal to the per-rank "

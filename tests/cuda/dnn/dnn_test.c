@@ -6,7 +6,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "core/backend.h"
 #include "core/error.h"
 
 const dt_config dt_configs[] = {
@@ -18,25 +17,6 @@ const dt_config dt_configs[] = {
     {DP_CUDA_PREC_FP16, 0, 3e-3, "fp16"},
 };
 const int dt_n_configs = (int)(sizeof dt_configs / sizeof dt_configs[0]);
-
-void dt_skip_without_gpu(void)
-{
-    if (!dp_backend_have_cuda()) {
-        printf("SKIP: this build has no CUDA backend (-Dcuda=disabled or no toolkit)\n");
-        exit(DT_EXIT_SKIP);
-    }
-    dp_cuda_info info;
-    if (dp_backend_cuda_query(&info) != DP_OK) {
-        printf("SKIP: no CUDA device: %s\n", dp_error_message());
-        exit(DT_EXIT_SKIP);
-    }
-    if (info.device_count < 1) {
-        printf("SKIP: no CUDA device\n");
-        exit(DT_EXIT_SKIP);
-    }
-    printf("device 0: %s, cc %d.%d\n", info.devices[0].name, info.devices[0].cc_major,
-           info.devices[0].cc_minor);
-}
 
 dp_cuda_ctx *dt_ctx_create(const dt_config *c)
 {
@@ -71,67 +51,10 @@ void dt_fill(float *x, size_t n, uint64_t *state, float lo, float hi)
     }
 }
 
-// --- host bf16 / fp16, round to nearest even (what __float2bfloat16_rn / __float2half_rn do) ---
-
-static uint16_t f2bf(float f)
-{
-    uint32_t u;
-    memcpy(&u, &f, sizeof u);
-    if ((u & 0x7fffffffu) > 0x7f800000u) {
-        return (uint16_t)((u >> 16) | 0x40u); // quiet NaN
-    }
-    u += 0x7fffu + ((u >> 16) & 1u);
-    return (uint16_t)(u >> 16);
-}
-
-static float bf2f(uint16_t h)
-{
-    const uint32_t u = (uint32_t)h << 16;
-    float f;
-    memcpy(&f, &u, sizeof f);
-    return f;
-}
-
-static uint16_t f2h(float f)
-{
-    uint32_t x;
-    memcpy(&x, &f, sizeof x);
-    const uint32_t sign = (x >> 16) & 0x8000u;
-    const uint32_t ax = x & 0x7fffffffu;
-    if (ax > 0x7f800000u) {
-        return (uint16_t)(sign | 0x7e00u);
-    }
-    if (ax >= 0x477ff000u) { // >= 65520 rounds past the largest half (65504)
-        return (uint16_t)(sign | 0x7c00u);
-    }
-    if (ax < 0x38800000u) { // below 2^-14: a multiple of 2^-24 (subnormal), exact scaling
-        float a;
-        memcpy(&a, &ax, sizeof a);
-        return (uint16_t)(sign | (uint32_t)nearbyintf(a * 16777216.0f));
-    }
-    uint32_t m = ax + 0xfffu + ((ax >> 13) & 1u); // round 23 mantissa bits to 10
-    m -= 0x38000000u;                             // exponent bias 127 -> 15
-    return (uint16_t)(sign | (m >> 13));
-}
-
-static float h2f(uint16_t h)
-{
-    const unsigned e = (h >> 10) & 0x1fu, m = h & 0x3ffu;
-    float f;
-    if (e == 0) {
-        f = ldexpf((float)m, -24);
-    } else if (e == 31) {
-        f = m ? NAN : INFINITY;
-    } else {
-        f = ldexpf((float)(m | 0x400u), (int)e - 25);
-    }
-    return (h & 0x8000u) ? -f : f;
-}
-
 void dt_quantize(float *x, size_t n, dp_cuda_dtype t)
 {
     for (size_t i = 0; i < n && t != DP_CUDA_F32; i++) {
-        x[i] = t == DP_CUDA_BF16 ? bf2f(f2bf(x[i])) : h2f(f2h(x[i]));
+        x[i] = ct_round(x[i], t);
     }
 }
 
@@ -162,7 +85,7 @@ int dt_upload(dp_cuda_ctx *ctx, void *dev, const float *nchw, int N, int C, int 
         if (t == DP_CUDA_F32) {
             memcpy(buf + 4 * i, &v, 4);
         } else {
-            const uint16_t h = t == DP_CUDA_BF16 ? f2bf(v) : f2h(v);
+            const uint16_t h = t == DP_CUDA_BF16 ? ct_f32_to_bf16(v) : ct_f32_to_f16(v);
             memcpy(buf + 2 * i, &h, 2);
         }
     }
@@ -195,7 +118,7 @@ int dt_download(dp_cuda_ctx *ctx, float *nchw, const void *dev, int N, int C, in
         } else {
             uint16_t h;
             memcpy(&h, buf + 2 * i, 2);
-            v = t == DP_CUDA_BF16 ? bf2f(h) : h2f(h);
+            v = t == DP_CUDA_BF16 ? ct_bf16_to_f32(h) : ct_f16_to_f32(h);
         }
         nchw[nchw_index(i, C, HW, l)] = v;
     }
@@ -233,14 +156,4 @@ double dt_rel_err(const float *got, const float *ref, size_t n, size_t *at)
     }
     *at = where;
     return worst / (scale > 0.0 ? scale : 1.0);
-}
-
-const char *dt_dtype_name(dp_cuda_dtype t)
-{
-    return t == DP_CUDA_F32 ? "f32" : t == DP_CUDA_BF16 ? "bf16" : "f16";
-}
-
-const char *dt_layout_name(dp_cuda_layout l)
-{
-    return l == DP_CUDA_NHWC ? "NHWC" : "NCHW";
 }

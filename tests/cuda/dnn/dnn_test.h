@@ -8,9 +8,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "../cuda_test.h"
 #include "nn/cuda/cuda_ctx.h"
 
-enum { DT_EXIT_SKIP = 77 };
 
 // One context configuration under test: precision, deterministic flag, tolerance. The error
 // measure is max |gpu - ref| / max |ref| over a tensor (relative to the tensor's scale):
@@ -30,7 +30,6 @@ extern const dt_config dt_configs[];
 extern const int dt_n_configs;
 
 // Exits 77 with "SKIP: <reason>" when the build has no CUDA or no device is usable.
-void dt_skip_without_gpu(void);
 
 // Creates the context of c on device 0; prints the reason and returns NULL on failure.
 dp_cuda_ctx *dt_ctx_create(const dt_config *c);
@@ -58,7 +57,5 @@ double dt_rel_err(const float *got, const float *ref, size_t n, size_t *at);
 // Host allocation that prints and returns NULL on failure (the caller counts a failure).
 void *dt_malloc(size_t bytes);
 
-const char *dt_dtype_name(dp_cuda_dtype t);
-const char *dt_layout_name(dp_cuda_layout l);
 
 #endif

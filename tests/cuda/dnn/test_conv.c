@@ -281,7 +281,7 @@ static void conv_case_run(dp_cuda_ctx *ctx, const dt_config *cfg, const shape *s
                           dp_cuda_layout l, uint64_t seed)
 {
     char tag[200];
-    snprintf(tag, sizeof tag, "conv %s N=%d %s %s", s->name, N, dt_layout_name(l), cfg->name);
+    snprintf(tag, sizeof tag, "conv %s N=%d %s %s", s->name, N, ct_layout_name(l), cfg->name);
     conv_case c = {.tag = tag, .ctx = ctx, .l = l, .bias = s->bias};
     c.t = dp_cuda_precision_dtype(cfg->precision);
     dp_conv_params p = DP_CONV_PARAMS_INIT;
@@ -389,7 +389,7 @@ out:
 
 int main(void)
 {
-    dt_skip_without_gpu();
+    ct_skip_without_gpu();
     const int n_shapes = (int)(sizeof shapes / sizeof shapes[0]);
     const int batches[] = {1, 5};
     const dp_cuda_layout layouts[] = {DP_CUDA_NCHW, DP_CUDA_NHWC};

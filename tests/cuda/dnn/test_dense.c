@@ -264,7 +264,7 @@ static void check_errors(dp_cuda_ctx *ctx)
 
 int main(void)
 {
-    dt_skip_without_gpu();
+    ct_skip_without_gpu();
     const int n_shapes = (int)(sizeof shapes / sizeof shapes[0]);
     int cases = 0;
     for (int ci = 0; ci < dt_n_configs; ci++) {

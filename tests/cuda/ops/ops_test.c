@@ -7,7 +7,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "core/backend.h"
 #include "core/error.h"
 #include "core/rng.h"
 
@@ -15,24 +14,14 @@ int ot_failures;
 
 dp_cuda_ctx *ot_ctx_or_skip(void)
 {
-    if (!dp_backend_have_cuda()) {
-        printf("SKIP: this build has no CUDA backend (-Dcuda=disabled or no toolkit)\n");
-        exit(OT_EXIT_SKIP);
-    }
-    dp_cuda_info info;
-    if (dp_backend_cuda_query(&info) != DP_OK) {
-        printf("SKIP: no CUDA device: %s\n", dp_error_message());
-        exit(OT_EXIT_SKIP);
-    }
+    ct_skip_without_gpu();
     dp_cuda_ctx_params p = {
         .device = 0, .precision = DP_CUDA_PREC_FP32, .deterministic = 1, .nhwc = 0};
     dp_cuda_ctx *ctx = NULL;
     if (dp_cuda_ctx_create(&ctx, &p) != DP_OK) {
         printf("SKIP: no usable CUDA device: %s\n", dp_error_message());
-        exit(OT_EXIT_SKIP);
+        exit(CT_EXIT_SKIP);
     }
-    printf("device 0: %s, cc %d.%d\n", info.devices[0].name, info.devices[0].cc_major,
-           info.devices[0].cc_minor);
     return ctx;
 }
 
@@ -68,55 +57,10 @@ void ot_ok(dp_status st, const char *what)
 
 // --- storage types on the host ---
 
-static uint16_t f32_to_bf16(float f)
-{
-    uint32_t u;
-    memcpy(&u, &f, 4);
-    if ((u & 0x7fffffffu) > 0x7f800000u) {
-        return (uint16_t)((u >> 16) | 0x40u); // quiet NaN
-    }
-    u += 0x7fffu + ((u >> 16) & 1u); // round to nearest even
-    return (uint16_t)(u >> 16);
-}
-
-static float bf16_to_f32(uint16_t h)
-{
-    uint32_t u = (uint32_t)h << 16;
-    float f;
-    memcpy(&f, &u, 4);
-    return f;
-}
-
-static uint16_t f32_to_f16(float f)
-{
-    _Float16 h = (_Float16)f; // IEEE conversion: round to nearest even
-    uint16_t u;
-    memcpy(&u, &h, 2);
-    return u;
-}
-
-static float f16_to_f32(uint16_t u)
-{
-    _Float16 h;
-    memcpy(&h, &u, 2);
-    return (float)h;
-}
-
-float ot_round(float v, dp_cuda_dtype t)
-{
-    if (t == DP_CUDA_BF16) {
-        return bf16_to_f32(f32_to_bf16(v));
-    }
-    if (t == DP_CUDA_F16) {
-        return f16_to_f32(f32_to_f16(v));
-    }
-    return v;
-}
-
 void ot_round_all(float *x, size_t n, dp_cuda_dtype t)
 {
     for (size_t i = 0; i < n; i++) {
-        x[i] = ot_round(x[i], t);
+        x[i] = ct_round(x[i], t);
     }
 }
 
@@ -161,7 +105,7 @@ void *ot_dev(dp_cuda_ctx *ctx, const float *host, size_t n, dp_cuda_dtype t)
         exit(1);
     }
     for (size_t i = 0; i < n; i++) {
-        h[i] = t == DP_CUDA_BF16 ? f32_to_bf16(host[i]) : f32_to_f16(host[i]);
+        h[i] = t == DP_CUDA_BF16 ? ct_f32_to_bf16(host[i]) : ct_f32_to_f16(host[i]);
     }
     void *d = ot_dev_bytes(ctx, h, n * 2);
     free(h);
@@ -186,7 +130,7 @@ void ot_get(dp_cuda_ctx *ctx, float *host, const void *dev, size_t n, dp_cuda_dt
     }
     ot_get_bytes(ctx, h, dev, n * 2);
     for (size_t i = 0; i < n; i++) {
-        host[i] = t == DP_CUDA_BF16 ? bf16_to_f32(h[i]) : f16_to_f32(h[i]);
+        host[i] = t == DP_CUDA_BF16 ? ct_bf16_to_f32(h[i]) : ct_f16_to_f32(h[i]);
     }
     free(h);
 }
@@ -257,14 +201,4 @@ void ot_close(const char *what, const float *got, const float *ref, size_t n, do
 double ot_rtol(dp_cuda_dtype t)
 {
     return t == DP_CUDA_BF16 ? 1.0 / 128 : t == DP_CUDA_F16 ? 1.0 / 1024 : 4e-6;
-}
-
-const char *ot_dtype_name(dp_cuda_dtype t)
-{
-    return t == DP_CUDA_F32 ? "f32" : t == DP_CUDA_BF16 ? "bf16" : "f16";
-}
-
-const char *ot_layout_name(dp_cuda_layout l)
-{
-    return l == DP_CUDA_NHWC ? "nhwc" : "nchw";
 }

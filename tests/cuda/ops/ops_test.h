@@ -7,9 +7,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "../cuda_test.h"
 #include "nn/cuda/cuda_ctx.h"
 
-enum { OT_EXIT_SKIP = 77 };
 
 extern int ot_failures;
 
@@ -23,7 +23,6 @@ void ot_check(int ok, const char *fmt, ...) __attribute__((format(printf, 2, 3))
 void ot_ok(dp_status st, const char *what);
 
 // Host values rounded to a storage type and back (what the device sees).
-float ot_round(float v, dp_cuda_dtype t);
 void ot_round_all(float *x, size_t n, dp_cuda_dtype t);
 
 // Uniform values in [lo, hi) from a fixed seed.
@@ -49,7 +48,5 @@ void ot_close(const char *what, const float *got, const float *ref, size_t n, do
 
 // The relative tolerance of one rounding into t (float32: a few ulp of float math).
 double ot_rtol(dp_cuda_dtype t);
-const char *ot_dtype_name(dp_cuda_dtype t);
-const char *ot_layout_name(dp_cuda_layout l);
 
 #endif

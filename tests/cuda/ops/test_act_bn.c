@@ -37,7 +37,7 @@ static void act_case(dp_act act, size_t n, dp_cuda_dtype t)
     void *d_x = ot_dev(ctx, x, n, t), *d_y = ot_dev(ctx, NULL, n, t);
     ot_ok(dp_cuda_act_forward(ctx, d_y, d_x, n, act, slope, t), "act forward");
     ot_get(ctx, got, d_y, n, t);
-    snprintf(what, sizeof what, "act %s forward %s n=%zu", dp_act_name(act), ot_dtype_name(t), n);
+    snprintf(what, sizeof what, "act %s forward %s n=%zu", dp_act_name(act), ct_dtype_name(t), n);
     // mish and the gelus go through expf/erfcf of large arguments: a little more slack
     ot_close(what, got, y, n, 1e-6, ot_rtol(t) + 4e-6);
     // backward from the same y (the CPU's, rounded) on both sides
@@ -47,7 +47,7 @@ static void act_case(dp_act act, size_t n, dp_cuda_dtype t)
     ot_ok(dp_cuda_act_backward(ctx, d_dy, d_dy, d_x, d_yr, n, act, slope, t), "act backward");
     ot_get(ctx, got, d_dy, n, t);
     snprintf(what, sizeof what, "act %s backward %s n=%zu (in place)", dp_act_name(act),
-             ot_dtype_name(t), n);
+             ct_dtype_name(t), n);
     ot_close(what, got, dx, n, 1e-6, ot_rtol(t) + 4e-6);
     dp_cuda_free(ctx, d_x);
     dp_cuda_free(ctx, d_y);
@@ -102,8 +102,8 @@ static void prelu_case(int N, int C, size_t hw, dp_cuda_layout l, dp_cuda_dtype 
     ot_round_all(x, n, t);
     ot_round_all(dy, n, t);
     ot_round_all(dx, n, t);
-    snprintf(what, sizeof what, "prelu %dx%dx%zu %s %s accum %u", N, C, hw, ot_layout_name(l),
-             ot_dtype_name(t), accum);
+    snprintf(what, sizeof what, "prelu %dx%dx%zu %s %s accum %u", N, C, hw, ct_layout_name(l),
+             ct_dtype_name(t), accum);
     ot_to_layout(tmp, x, N, C, hw, l);
     void *d_x = ot_dev(ctx, tmp, n, t), *d_y = ot_dev(ctx, NULL, n, t);
     ot_to_layout(tmp, dy, N, C, hw, l);
@@ -228,7 +228,7 @@ static void bn_unfused_case(bn_case bc, dp_cuda_layout l, dp_cuda_dtype t, unsig
     const int C = p.C;
     const size_t n = (size_t)p.N * C * p.H * p.W;
     snprintf(what, sizeof what, "bn %dx%dx%dx%d %s %s accum %u", p.N, C, p.H, p.W,
-             ot_layout_name(l), ot_dtype_name(t), accum);
+             ct_layout_name(l), ct_dtype_name(t), accum);
     float *x = ot_alloc(n), *y = ot_alloc(n), *dy = ot_alloc(n), *dx = ot_alloc(n);
     float *got = ot_alloc(n), *got2 = ot_alloc(n), *tmp = ot_alloc(n);
     float *gamma = ot_alloc(C), *beta = ot_alloc(C), *rm = ot_alloc(C), *rv = ot_alloc(C);
@@ -384,7 +384,7 @@ static void bn_fused_case(bn_case bc, dp_cuda_layout l, dp_cuda_dtype t, dp_act 
     const size_t hw = (size_t)p.H * p.W, n = (size_t)p.N * C * hw;
     const float slope = 0.1f;
     snprintf(what, sizeof what, "bn+%s %dx%dx%dx%d %s %s", dp_act_name(act), p.N, C, p.H, p.W,
-             ot_layout_name(l), ot_dtype_name(t));
+             ct_layout_name(l), ct_dtype_name(t));
     float *z = ot_alloc(n), *y = ot_alloc(n), *a = ot_alloc(n), *dy = ot_alloc(n);
     float *dz = ot_alloc(n), *got = ot_alloc(n), *tmp = ot_alloc(n);
     float *gamma = ot_alloc(C), *beta = ot_alloc(C), *mean = ot_alloc(C), *istd = ot_alloc(C);

@@ -61,7 +61,7 @@ static float *random_rounded(size_t n, float lo, float hi, uint32_t seed, dp_cud
     float *x = ot_alloc(n);
     ot_fill(x, n, lo, hi, seed);
     for (size_t i = 0; i < n; i++) {
-        x[i] = ot_round(integers ? floorf(x[i]) : x[i], t);
+        x[i] = ct_round(integers ? floorf(x[i]) : x[i], t);
     }
     return x;
 }
@@ -94,7 +94,7 @@ static void pool_case_run(pool_case pc, int include_pad, dp_cuda_layout l, dp_cu
     snprintf(what, sizeof what,
              "pool %dx%dx%dx%d k%dx%d s%dx%d p%dx%d incl %d %s %s acc %d ties %d", N, C, p.H, p.W,
              p.size_h, p.size_w, p.stride_h, p.stride_w, p.pad_h, p.pad_w, include_pad,
-             ot_layout_name(l), ot_dtype_name(t), accumulate, ties);
+             ct_layout_name(l), ct_dtype_name(t), accumulate, ties);
     float *x =
         random_rounded(n_in, ties ? 0.0f : -3.0f, ties ? 4.0f : 3.0f, 41 + (uint32_t)n_in, t, ties);
     float *dy = random_rounded(n_out, -1.0f, 1.0f, 42, t, 0);
@@ -148,7 +148,7 @@ static void global_case(int N, int C, size_t hw, dp_cuda_layout l, dp_cuda_dtype
 {
     char what[120];
     snprintf(what, sizeof what, "global avgpool %dx%dx%zu %s %s acc %d", N, C, hw,
-             ot_layout_name(l), ot_dtype_name(t), accumulate);
+             ct_layout_name(l), ct_dtype_name(t), accumulate);
     const size_t n = (size_t)N * C * hw, planes = (size_t)N * C;
     float *x = random_rounded(n, -2.0f, 2.0f, 51 + (uint32_t)n, t, 0);
     float *dy = random_rounded(planes, -1.0f, 1.0f, 52, t, 0);
@@ -212,7 +212,7 @@ static void shortcut_case(dp_shortcut_params p, dp_cuda_layout l, dp_cuda_dtype 
     char what[200];
     snprintf(what, sizeof what, "shortcut %dx%dx%dx%d from %dx%dx%d a %g b %g %s %s acc %d %d", p.N,
              p.C, p.H, p.W, p.from_C, p.from_H, p.from_W, (double)p.alpha, (double)p.beta,
-             ot_layout_name(l), ot_dtype_name(t), acc_dx, acc_from);
+             ct_layout_name(l), ct_dtype_name(t), acc_dx, acc_from);
     const size_t hw = (size_t)p.H * p.W, fhw = (size_t)p.from_H * p.from_W;
     const size_t n = (size_t)p.N * p.C * hw, nf = (size_t)p.N * p.from_C * fhw;
     float *x = random_rounded(n, -2.0f, 2.0f, 61, t, 0),
@@ -251,7 +251,7 @@ static void shortcut_act_case(dp_act act, dp_cuda_dtype t, int acc_dx, int acc_f
                             .from_W = 6,
                             .alpha = 0.75f,
                             .beta = 1.5f};
-    snprintf(what, sizeof what, "shortcut+%s %s acc %d %d", dp_act_name(act), ot_dtype_name(t),
+    snprintf(what, sizeof what, "shortcut+%s %s acc %d %d", dp_act_name(act), ct_dtype_name(t),
              acc_dx, acc_from);
     const size_t n = (size_t)p.N * p.C * p.H * p.W;
     const float slope = 0.1f;
@@ -350,7 +350,7 @@ static void test_shortcut(void)
 static void copy_case(dp_cuda_layout l, dp_cuda_dtype t, int accumulate)
 {
     char what[80];
-    snprintf(what, sizeof what, "channel copy %s %s acc %d", ot_layout_name(l), ot_dtype_name(t),
+    snprintf(what, sizeof what, "channel copy %s %s acc %d", ct_layout_name(l), ct_dtype_name(t),
              accumulate);
     const int N = 3, dst_C = 7, src_C = 5;
     const size_t hw = 13;
@@ -371,7 +371,7 @@ static void copy_case(dp_cuda_layout l, dp_cuda_dtype t, int accumulate)
 static void crop_case(dp_cuda_layout l, dp_cuda_dtype t, int accumulate)
 {
     char what[80];
-    snprintf(what, sizeof what, "crop %s %s acc %d", ot_layout_name(l), ot_dtype_name(t),
+    snprintf(what, sizeof what, "crop %s %s acc %d", ct_layout_name(l), ct_dtype_name(t),
              accumulate);
     dp_crop_params p = {
         .N = 2, .C = 3, .H = 9, .W = 8, .out_h = 5, .out_w = 4, .off_h = 2, .off_w = 3};
@@ -406,12 +406,12 @@ static void test_casts(void)
     for (int s = 0; s < 3; s++) {
         for (int d = 0; d < 3; d++) {
             char what[64];
-            snprintf(what, sizeof what, "cast %s -> %s", ot_dtype_name(dtypes[s]),
-                     ot_dtype_name(dtypes[d]));
+            snprintf(what, sizeof what, "cast %s -> %s", ct_dtype_name(dtypes[s]),
+                     ct_dtype_name(dtypes[d]));
             void *d_src = ot_dev(ctx, x, n, dtypes[s]), *d_dst = ot_dev(ctx, NULL, n, dtypes[d]);
             ot_ok(dp_cuda_cast(ctx, d_dst, dtypes[d], d_src, dtypes[s], n), what);
             for (size_t i = 0; i < n; i++) {
-                ref[i] = ot_round(ot_round(x[i], dtypes[s]), dtypes[d]);
+                ref[i] = ct_round(ct_round(x[i], dtypes[s]), dtypes[d]);
             }
             ot_get(ctx, got, d_dst, n, dtypes[d]);
             ot_same(what, got, ref, n);
@@ -430,8 +430,8 @@ static void convert_case(int N, int C, size_t hw, dp_cuda_layout from, dp_cuda_d
                          dp_cuda_layout to, dp_cuda_dtype to_t)
 {
     char what[120];
-    snprintf(what, sizeof what, "convert %dx%dx%zu %s %s -> %s %s", N, C, hw, ot_layout_name(from),
-             ot_dtype_name(from_t), ot_layout_name(to), ot_dtype_name(to_t));
+    snprintf(what, sizeof what, "convert %dx%dx%zu %s %s -> %s %s", N, C, hw, ct_layout_name(from),
+             ct_dtype_name(from_t), ct_layout_name(to), ct_dtype_name(to_t));
     const size_t n = (size_t)N * C * hw;
     float *x = random_rounded(n, -3.0f, 3.0f, 111 + (uint32_t)n, from_t, 0);
     void *d_src = up(x, N, C, hw, from, from_t), *d_dst = ot_dev(ctx, NULL, n, to_t);

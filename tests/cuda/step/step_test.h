@@ -9,9 +9,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "../cuda_test.h"
 #include "nn/cuda/cuda_ctx.h"
 
-enum { ST_EXIT_SKIP = 77 };
 
 // Failed checks so far.
 extern int st_failures;
@@ -43,17 +43,12 @@ void *st_alloc(size_t bytes);
 void st_fill_normal(float *x, size_t n, float mean, float std, uint64_t seed);
 
 // The storage types on the host, round to nearest even (as __float2bfloat16_rn, __float2half_rn).
-uint16_t st_f32_to_bf16(float f);
-float st_bf16_to_f32(uint16_t h);
-uint16_t st_f32_to_f16(float f);
-float st_f16_to_f32(uint16_t h);
 
 // x rounded through dtype (identity for F32), element by element.
 void st_round_through(float *x, size_t n, dp_cuda_dtype dtype);
 // A host buffer of dtype from floats (for upload), and back to floats.
 void st_pack(void *out, const float *x, size_t n, dp_cuda_dtype dtype);
 void st_unpack(float *out, const void *x, size_t n, dp_cuda_dtype dtype);
-const char *st_dtype_name(dp_cuda_dtype dtype);
 
 // Fails unless |got[i] - ref[i]| <= atol + rtol |ref[i]| for all i (NaNs must match); prints the
 // worst element. Returns 1 when all are within.

@@ -107,7 +107,7 @@ static void check_case(dp_cuda_ctx *ctx, dp_dropout_kind kind, dp_cuda_layout la
     st_ok(dp_cpu_dropout_forward(ref, x, &p), "cpu dropout forward");
     st_round_through(ref, n, dtype);
     gpu_op(ctx, got, x, x, &p, 0, 0, layout, dtype);
-    snprintf(what, sizeof what, "dropout %s %s %s forward", kname, lname, st_dtype_name(dtype));
+    snprintf(what, sizeof what, "dropout %s %s %s forward", kname, lname, ct_dtype_name(dtype));
     st_bitwise(what, got, ref, n);
     if (kind == DP_DROPOUT_STANDARD && dtype == DP_CUDA_F32) {
         size_t kept = 0;
@@ -121,7 +121,7 @@ static void check_case(dp_cuda_ctx *ctx, dp_dropout_kind kind, dp_cuda_layout la
     st_ok(dp_cpu_dropout_backward(ref, dy, &p, 0), "cpu dropout backward");
     st_round_through(ref, n, dtype);
     gpu_op(ctx, got, dy, dx0, &p, 1, 0, layout, dtype);
-    snprintf(what, sizeof what, "dropout %s %s %s backward", kname, lname, st_dtype_name(dtype));
+    snprintf(what, sizeof what, "dropout %s %s %s backward", kname, lname, ct_dtype_name(dtype));
     st_bitwise(what, got, ref, n);
 
     memcpy(ref, dx0, n * 4);
@@ -129,7 +129,7 @@ static void check_case(dp_cuda_ctx *ctx, dp_dropout_kind kind, dp_cuda_layout la
     st_round_through(ref, n, dtype);
     gpu_op(ctx, got, dy, dx0, &p, 1, 1, layout, dtype);
     snprintf(what, sizeof what, "dropout %s %s %s backward accumulate", kname, lname,
-             st_dtype_name(dtype));
+             ct_dtype_name(dtype));
     st_bitwise(what, got, ref, n);
     free(x), free(dy), free(dx0), free(ref), free(got);
 }

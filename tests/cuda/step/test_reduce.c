@@ -174,7 +174,7 @@ static void check_elementwise_dtype(dp_cuda_ctx *ctx, dp_cuda_dtype dtype)
     st_dev_to(ctx, packed, d_c, COUNT * es);
     st_unpack(got, packed, COUNT, dtype);
     char what[64];
-    snprintf(what, sizeof what, "add and copy in %s", st_dtype_name(dtype));
+    snprintf(what, sizeof what, "add and copy in %s", ct_dtype_name(dtype));
     st_bitwise(what, got, want, COUNT);
     st_dev_free(ctx, d_a), st_dev_free(ctx, d_b), st_dev_free(ctx, d_c);
     free(a), free(b), free(want), free(got), free(packed);

@@ -85,7 +85,7 @@ static dp_status cpu_mixed(float *d, float *loss, dp_xent_stats *stats, const fl
 static void check_case(dp_cuda_ctx *ctx, int N, int k, float eps, int mixed, dp_cuda_dtype dtype)
 {
     char name[128];
-    snprintf(name, sizeof name, "xent %s N=%d k=%d eps=%g%s", st_dtype_name(dtype), N, k,
+    snprintf(name, sizeof name, "xent %s N=%d k=%d eps=%g%s", ct_dtype_name(dtype), N, k,
              (double)eps, mixed ? " mixed" : "");
     const size_t nk = (size_t)N * k, es = dp_cuda_dtype_size(dtype);
     float *z = st_alloc(nk * 4), *lambda = st_alloc((size_t)N * 4), *ref = st_alloc(nk * 4);
@@ -231,7 +231,7 @@ static void check_softmax(dp_cuda_ctx *ctx, int N, int k, dp_cuda_dtype dtype)
     st_dev_to(ctx, packed, d_x, nk * es);
     st_unpack(got, packed, nk, dtype);
     char what[96];
-    snprintf(what, sizeof what, "softmax %s N=%d k=%d", st_dtype_name(dtype), N, k);
+    snprintf(what, sizeof what, "softmax %s N=%d k=%d", ct_dtype_name(dtype), N, k);
     const tol t = grad_tol(dtype, 1.0f);
     st_close(what, got, ref, nk, dtype == DP_CUDA_F32 ? 1e-30 : t.atol, t.rtol);
     st_dev_free(ctx, d_x);
