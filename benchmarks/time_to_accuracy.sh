@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Time to 93% test top-1 on Fashion-MNIST (fmnist-resnet20), dptrain against PyTorch, on this
 # machine, one after the other:
-#   dptrain configs/fmnist-resnet20.cfg (the default job of launch/run), or with NP > 1 ranks
-#     through launch/mpirun.sh and threads/NP compute threads per rank; NP may be a
-#     comma-separated list (e.g. 1,2): dptrain runs once per entry, PyTorch once;
+#   dptrain configs/fmnist-resnet20.cfg as the default job of launch/run runs it: NP ranks
+#     (default: launch/ranks.sh's choice, 2 on 2 cores) through launch/mpirun.sh with
+#     threads/NP compute threads each, or one process with THREADS threads for NP = 1; NP may be
+#     a comma-separated list (e.g. 2,1): dptrain runs once per entry, PyTorch once;
 #   ../shared/bench/train_fmnist.py --net fmnist-resnet20 --epochs 12 (Debian's python3-torch),
 #     the reference recipe of BASELINES.md; it is stopped once it has crossed the target.
 # Each side's time is the wall time from its first training step to the end of the first
@@ -12,7 +13,7 @@
 #   RESULT dptrain_s=A torch_s=B      (seconds to TARGET)
 #   RESULT tta_ratio=X                (A / B for the first NP; the target of the issue is X <= 0.55)
 #   RESULT tta_ratio_np<N>=X          (for every further NP of the list)
-# usage: benchmarks/time_to_accuracy.sh [threads (2)] [target (0.93)] [np (1), or a list: 1,2]
+# usage: benchmarks/time_to_accuracy.sh [threads (2)] [target (0.93)] [np: default job's, or 2,1]
 #        (about 15 + 35 minutes on 2 Zen 3 cores)
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -21,7 +22,7 @@ build=${DP_BUILD_DIR:-build}
 bench_dir=${DP_BENCH_DIR:-$root/../shared/bench}
 threads=${1:-2}
 target=${2:-0.93}
-np=${3:-1}
+np=${3:-$(launch/ranks.sh configs/fmnist-resnet20.cfg)} # the default job's (launch/run)
 data_dir=${DP_DATA_DIR:-data}
 [ -f "$data_dir/fmnist-train.h5" ] || "$build/dpdata" convert fashion-mnist \
   --src /usr/share/datasets/fashion-mnist --out "$data_dir/fmnist"
@@ -45,7 +46,7 @@ for n in "${nps[@]}"; do
   if [ "$n" -gt 1 ]; then
     per_rank=$(( threads / n > 0 ? threads / n : 1 ))
     DP_BUILD_DIR=$build launch/mpirun.sh -np "$n" "${dp_args[@]}" \
-      --set "train.threads=$per_rank" | grep -E '^(epoch .* done|final:)'
+      --set "train.threads=$per_rank" | tr '\r' '\n' | grep -E '^(epoch .* done|final:)'
   else
     "$build/dptrain" "${dp_args[@]}" --set "train.threads=$threads" | grep -E '^(epoch .* done|final:)'
   fi

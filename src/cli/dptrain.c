@@ -7,6 +7,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "comm/comm.h"
 #include "comm/mpi_info.h"
 #include "core/backend.h"
 #include "core/cfg.h"
@@ -303,7 +304,10 @@ static int run_train(const options *opt)
         dp_cfg_destroy(cfg);
         return fail();
     }
-    progress_ctx ctx = {isatty(STDOUT_FILENO)};
+    // In-place progress on a terminal only: under mpirun or srun stdout may be a pseudo-terminal
+    // of the launcher's even when the job's output goes to a file, so ranks print plain lines.
+    int launched = dp_comm_backend_detect() != DP_COMM_BACKEND_NONE;
+    progress_ctx ctx = {isatty(STDOUT_FILENO) && !launched};
     dp_train_options to = DP_TRAIN_OPTIONS_INIT;
     to.out_dir = opt->out_dir;
     to.bench_steps = opt->bench_steps;

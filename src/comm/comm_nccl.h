@@ -23,7 +23,8 @@
 //
 // Threads: one thread, the one that uses the MPI dp_comm, with `device` as its current CUDA
 // device. Collectives ("Collective" below) are called by every rank in the same order with the
-// same counts, as in NCCL. Built only when the build has NCCL (dp_backend_have_nccl()).
+// same counts, as in NCCL. Built when the build has NCCL (dp_backend_have_nccl()); a CUDA build
+// without NCCL links comm_nccl_none.c, whose create returns DP_ERR_UNSUPPORTED.
 #ifndef DP_COMM_COMM_NCCL_H
 #define DP_COMM_COMM_NCCL_H
 

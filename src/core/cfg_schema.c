@@ -285,6 +285,7 @@ static const dp_cfg_key_spec train_keys[] = {
     {"deterministic", DP_CFG_BOOL, 0, 1, 0, NULL},
     {"micro_batch", DP_CFG_INT, 1, 1 << 20, 0, NULL},
     {"bucket_mb", DP_CFG_FLOAT, 0.001, 4096, 0, NULL},
+    {"comm", DP_CFG_ENUM, 0, 0, 0, "auto|mpi|nccl"},
     {"collective_timeout", DP_CFG_FLOAT, 0.1, 1e7, 0, NULL},
     {"replica_check_every", DP_CFG_INT, 0, BIG, 0, NULL},
     {"cuda_graph", DP_CFG_BOOL, 0, 1, DP_CFG_IGNORED, NULL},

@@ -1,8 +1,7 @@
-// The CUDA side of the loss and mask layers ([softmax], [cost], [dropout]) and the table that
-// finds a layer type's device functions ([crop], whose window and flip are drawn per sample, is
-// the one layer type without a device side yet). Each calls the step kernels of src/nn/cuda/step/
-// with the parameters the CPU layer would use, so the device computes what the CPU does (the
-// dropout mask bit for bit). Layer types with no entry here cannot run on the GPU yet; the
+// The CUDA side of the loss, mask and window layers ([softmax], [cost], [dropout], [crop]) and
+// the table that finds a layer type's device functions. Each calls the step kernels of
+// src/nn/cuda/step/ with the parameters the CPU layer would use, so the device computes what the
+// CPU does (the dropout mask and the crop windows bit for bit). Layer types with no entry here cannot run on the GPU yet; the
 // network says which when it is built (net_cuda.c).
 #include <string.h>
 
@@ -144,6 +143,48 @@ static const dp_layer_cuda_ops dropout_cuda = {
     .backward = dropout_backward,
 };
 
+// --- [crop]: the CPU's window and flip per sample (step/crop.cu) ---
+
+static dp_crop_random_params crop_params(const dp_layer_cuda *d, const dp_cuda_step *s)
+{
+    const dp_layer *l = d->l;
+    dp_crop_random_params p = {.N = s->N,
+                               .C = (int)l->in_shape.dims[0],
+                               .H = (int)l->in_shape.dims[1],
+                               .W = (int)l->in_shape.dims[2],
+                               .out_h = (int)l->out_shape.dims[1],
+                               .out_w = (int)l->out_shape.dims[2],
+                               .train = s->host->train,
+                               .flip = dp__crop_flip(l),
+                               .seed = s->host->seed,
+                               .step = (uint32_t)s->host->step,
+                               .first_sample = (uint32_t)s->host->first_sample,
+                               .layer = (uint32_t)l->index};
+    return p;
+}
+
+static dp_status crop_forward(dp_layer_cuda *d, const dp_cuda_step *s)
+{
+    dp_crop_random_params p = crop_params(d, s);
+    return dp_cuda_crop_random_forward(s->ctx, d->y, d->x[0], &p, s->layout, s->dtype);
+}
+
+static dp_status crop_backward(dp_layer_cuda *d, const dp_cuda_step *s)
+{
+    if (d->dx[0] == NULL) {
+        return DP_OK;
+    }
+    dp_crop_random_params p = crop_params(d, s);
+    return dp_cuda_crop_random_backward(s->ctx, d->dx[0], d->dy, &p, d->l->dx_accumulate[0],
+                                        s->layout, s->dtype);
+}
+
+static const dp_layer_cuda_ops crop_cuda = {
+    .cpu = &dp_layer_crop_ops,
+    .forward = crop_forward,
+    .backward = crop_backward,
+};
+
 // --- the table ---
 
 static const dp_layer_cuda_ops *const table[] = {&dp__layer_cuda_conv,
@@ -157,7 +198,8 @@ static const dp_layer_cuda_ops *const table[] = {&dp__layer_cuda_conv,
                                                  &dp__layer_cuda_flatten,
                                                  &softmax_cuda,
                                                  &cost_cuda,
-                                                 &dropout_cuda};
+                                                 &dropout_cuda,
+                                                 &crop_cuda};
 
 const dp_layer_cuda_ops *dp__layer_cuda_find(const dp_layer_ops *cpu)
 {

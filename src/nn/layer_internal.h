@@ -75,5 +75,7 @@ const struct dp__post *dp__simple_post(const dp_layer *l);
 // The dropout parameters of a [dropout] layer for a micro-batch (layer_simple.c): the CPU and
 // the device draw the same mask from them.
 dp_dropout_params dp__dropout_params(const dp_layer *l, const dp_step *s);
+// [crop]: whether training mirrors the window (flip=1); its size is the layer's out_shape.
+int dp__crop_flip(const dp_layer *l);
 
 #endif

@@ -187,6 +187,11 @@ static dp_status crop_infer(dp_layer *l, const dp_net *net)
     return DP_OK;
 }
 
+int dp__crop_flip(const dp_layer *l)
+{
+    return ((const crop_priv *)l->priv)->flip;
+}
+
 // Where sample i of this step is cut, and whether it is mirrored: centred in evaluation; in
 // training drawn from Philox keyed by (seed; step, global sample, layer), as Darknet draws
 // a random window and flip per image.

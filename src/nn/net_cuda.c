@@ -497,6 +497,12 @@ dp_status dp_net_cuda_forward(dp_net_cuda *nc, int slot, const dp_net_run *run, 
 
 dp_status dp_net_cuda_backward(dp_net_cuda *nc, int slot, const dp_net_run *run)
 {
+    return dp_net_cuda_backward_hook(nc, slot, run, NULL, NULL);
+}
+
+dp_status dp_net_cuda_backward_hook(dp_net_cuda *nc, int slot, const dp_net_run *run,
+                                    dp_net_cuda_layer_done_fn done, void *done_ctx)
+{
     DP_TRY(check_slot(nc, slot));
     const dp_net *net = nc->net;
     if (net->loss_layer < 0) {
@@ -513,6 +519,9 @@ dp_status dp_net_cuda_backward(dp_net_cuda *nc, int slot, const dp_net_run *run)
     for (int i = net->loss_layer; i >= 0; i--) {
         dp_layer_cuda *d = &nc->layers[i];
         DP_TRY(d->ops->backward(d, &dev));
+        if (done != NULL) {
+            DP_TRY(done(done_ctx, i));
+        }
     }
     return DP_OK;
 }

@@ -90,6 +90,14 @@ DP_MUST_CHECK dp_status dp_net_cuda_forward(dp_net_cuda *nc, int slot, const dp_
 // run. Parameter gradients are written, or added when run->accumulate. Enqueued only.
 DP_MUST_CHECK dp_status dp_net_cuda_backward(dp_net_cuda *nc, int slot, const dp_net_run *run);
 
+// The same, calling done(done_ctx, i) on the host right after layer i's backward has been
+// enqueued (layers from the loss layer down to 0): the gradients of layers i.. are final once
+// the compute stream reaches that point, so the caller can record an event and start their
+// all-reduce while the rest of backward runs. An error from done stops backward and is returned.
+typedef dp_status (*dp_net_cuda_layer_done_fn)(void *done_ctx, int layer);
+DP_MUST_CHECK dp_status dp_net_cuda_backward_hook(dp_net_cuda *nc, int slot, const dp_net_run *run,
+                                                  dp_net_cuda_layer_done_fn done, void *done_ctx);
+
 // fp16 loss scaling: dL/dlogits is multiplied by mult too (1 by default).
 void dp_net_cuda_set_grad_mult(dp_net_cuda *nc, float mult);
 

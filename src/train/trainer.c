@@ -231,6 +231,18 @@ static dp_status build_optimizer(trainer *t)
 static dp_status start_device(trainer *t)
 {
     if (t->backend.kind != DP_BACKEND_CUDA) {
+        const dp_cfg_section *train = dp_cfg_find(t->cfg, "train");
+        const char *comm = "auto";
+        if (train != NULL) {
+            DP_TRY(dp_cfg_get_str(train, "comm", "auto", &comm));
+        }
+        if (strcmp(comm, "nccl") == 0) {
+            return dp_error_set(DP_ERR_CFG,
+                                "%s: [train] comm=nccl needs the GPU, but this run trains on the "
+                                "CPU%s%s (use comm=auto or mpi)",
+                                dp_cfg_path(t->cfg), t->backend.why_cpu[0] != '\0' ? ": " : "",
+                                t->backend.why_cpu);
+        }
         return DP_OK;
     }
     dp_status st = dp__train_cuda_start(t);

@@ -88,6 +88,9 @@ dp_status dp__train_dist_alloc_parts(trainer *t)
                             "rank, got %d (global batch %ld / %d ranks / micro_batch %d)",
                             dp_cfg_path(t->cfg), m, t->global_batch, t->world, t->micro);
     }
+    if (t->cuda != NULL) {
+        return DP_OK; // the device keeps its own tree (trainer_cuda.c)
+    }
     size_t np = dp_net_param_count(t->net), nb = dp_net_buffer_count(t->net);
     t->parts = calloc((size_t)m, sizeof *t->parts);
     t->bn_parts = calloc((size_t)m * (nb > 0 ? nb : 1), sizeof(float));

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # launch/mpirun.sh: the mpirun flags it picks (--dry-run), a graceful stop on SIGTERM and on a
 # terminal-style SIGINT to its process group (checkpoint written, exit 0), and mpirun's exit
-# status passed through. Prints one line per check and a closing "N passed, N failed".
+# status passed through; launch/ranks.sh: the default job's number of ranks. Prints one line per check and a closing "N passed, N failed".
 # usage: mpirun_sh_test.sh BUILD_DIR
 # shellcheck disable=SC2317 # functions called through poll
 set -u
@@ -55,6 +55,30 @@ check "-np cores+1: --oversubscribe --bind-to none" $?
 "$wrap" -np 0 cfg.cfg >/dev/null 2>&1
 [ $? -eq 2 ]
 check "-np 0: usage error, exit 2" $?
+
+# launch/ranks.sh: the default job's ranks (launch/run). No GPU is visible in this build's
+# runs here unless dptrain reports one; then it is one rank per GPU.
+ranks=$src/launch/ranks.sh
+gpus=$("$build/dptrain" --version | sed -n 's/^ *cuda: *yes (runtime [^)]*), \([0-9][0-9]*\) device.*/\1/p')
+printf '[net]\nbatch=64\n[convolutional]\nbatch=999\n' >"$work/b64.cfg"
+printf '[net]\nbatch=16\n' >"$work/b16.cfg"
+printf '[net]\nbatch=4096\n[train]\nbackend=cpu\n' >"$work/big.cfg"
+want=$((cores < 2 ? cores : 2))
+out=$("$ranks" "$work/b64.cfg")
+[ -n "$gpus" ] || [ "$out" = "$want" ]
+check "ranks.sh: batch 64 -> min(cores, 2) = $want ranks (got $out)" $?
+out=$("$ranks" "$work/b16.cfg")
+[ -n "$gpus" ] || [ "$out" = 1 ]
+check "ranks.sh: batch 16 -> 1 rank (got $out)" $?
+out=$("$ranks" "$work/big.cfg")
+[ "$out" = "$cores" ]
+check "ranks.sh: batch 4096, backend=cpu -> one rank per core, $cores (got $out)" $?
+out=$(DP_NP=3 "$ranks" "$work/b16.cfg")
+[ "$out" = 3 ]
+check "ranks.sh: DP_NP=3 wins (got $out)" $?
+DP_NP=x "$ranks" "$work/b16.cfg" >/dev/null 2>&1
+[ $? -eq 2 ]
+check "ranks.sh: DP_NP=x is a usage error, exit 2" $?
 
 cat >"$work/net.cfg" <<'CFG'
 [net]

@@ -98,6 +98,19 @@ Test(trainer, divergence_names_the_step_and_a_layer, .timeout = 60)
     cr_expect_not_null(strstr(dp_error_message(), "not finite"), "%s", dp_error_message());
 }
 
+Test(trainer, comm_nccl_on_the_cpu_is_a_cfg_error)
+{
+    dp_train_result res;
+    seen s = {0};
+    const char *sets[] = {"train.backend=cpu", "train.comm=nccl"};
+    cr_expect_eq(run_text(tiny, sets, 2, &res, &s), DP_ERR_CFG, "%s", dp_error_message());
+    cr_expect_not_null(strstr(dp_error_message(), "comm=nccl needs the GPU"), "%s",
+                       dp_error_message());
+    cr_expect_not_null(strstr(dp_error_message(), "tiny.cfg"), "%s", dp_error_message());
+    const char *mpi[] = {"train.backend=cpu", "train.comm=mpi", "train.epochs=1"};
+    cr_expect_eq(run_text(tiny, mpi, 3, &res, &s), DP_OK, "%s", dp_error_message());
+}
+
 Test(trainer, missing_dataset_names_the_file)
 {
     dp_train_result res;

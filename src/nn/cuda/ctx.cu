@@ -366,6 +366,14 @@ extern "C" dp_status dp_cuda_stream_wait(dp_cuda_ctx *ctx, dp_cuda_stream_id who
     return DP_OK;
 }
 
+extern "C" void *dp_cuda_event_handle(dp_cuda_ctx *ctx, int ev)
+{
+    if (ctx == NULL || ev < 0 || ev >= DP_CUDA_MAX_EVENTS) {
+        return NULL;
+    }
+    return ctx->events[ev];
+}
+
 extern "C" dp_status dp_cuda_event_sync(dp_cuda_ctx *ctx, int ev)
 {
     DP_TRY(check_event(ev, "cuda event sync"));

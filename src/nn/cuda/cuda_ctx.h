@@ -95,6 +95,10 @@ DP_MUST_CHECK dp_status dp_cuda_event_record(dp_cuda_ctx *ctx, int ev, dp_cuda_s
 // Makes stream `who` wait for the last record of slot `ev`.
 DP_MUST_CHECK dp_status dp_cuda_stream_wait(dp_cuda_ctx *ctx, dp_cuda_stream_id who, int ev);
 DP_MUST_CHECK dp_status dp_cuda_event_sync(dp_cuda_ctx *ctx, int ev);
+// The cudaEvent_t of slot `ev` for APIs that take one (the NCCL communicator's wait_event):
+// NULL before its first record or for a slot out of range. It stays the slot's event: a later
+// record moves it, and waits enqueued before that keep the earlier record.
+void *dp_cuda_event_handle(dp_cuda_ctx *ctx, int ev);
 DP_MUST_CHECK dp_status dp_cuda_stream_sync(dp_cuda_ctx *ctx, dp_cuda_stream_id which);
 // Sticky or asynchronous errors of the device so far (cudaGetLastError + a stream query).
 DP_MUST_CHECK dp_status dp_cuda_check(dp_cuda_ctx *ctx, const char *what);

@@ -23,22 +23,6 @@ typedef struct dropout_args {
 
 // --- kernels ---
 
-// Philox4x32-10 as src/core/rng.c (Random123's constants and round).
-__device__ __forceinline__ uint4 philox(uint4 c, uint32_t k0, uint32_t k1)
-{
-    const uint32_t M0 = 0xD2511F53u, M1 = 0xCD9E8D57u, W0 = 0x9E3779B9u, W1 = 0xBB67AE85u;
-    for (int round = 0; round < 10; round++) {
-        if (round > 0) {
-            k0 += W0;
-            k1 += W1;
-        }
-        const uint32_t hi0 = __umulhi(M0, c.x), lo0 = M0 * c.x;
-        const uint32_t hi1 = __umulhi(M1, c.z), lo1 = M1 * c.z;
-        c = make_uint4(hi1 ^ c.y ^ k0, lo1, hi0 ^ c.w ^ k1, lo0);
-    }
-    return c;
-}
-
 __device__ __forceinline__ uint32_t word_of(uint4 b, unsigned j)
 {
     return j == 0 ? b.x : j == 1 ? b.y : j == 2 ? b.z : b.w;
@@ -53,7 +37,7 @@ __device__ __forceinline__ bool keep_of(uint32_t x, float p)
 __device__ __forceinline__ uint4 block_of(const dropout_args &a, size_t n, size_t w)
 {
     const uint4 ctr = make_uint4((uint32_t)(w / 4), a.step, a.first_sample + (uint32_t)n, a.layer);
-    return philox(ctr, a.key0, a.key1);
+    return dp__philox(ctr, a.key0, a.key1);
 }
 
 // Element i of the buffer with its keep bit: the CPU's float arithmetic, no fused multiply-add.

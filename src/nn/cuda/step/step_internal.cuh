@@ -4,6 +4,8 @@
 #ifndef DP_NN_CUDA_STEP_STEP_INTERNAL_CUH
 #define DP_NN_CUDA_STEP_STEP_INTERNAL_CUH
 
+#include <stdint.h>
+
 #include "core/error.h"
 #include "nn/cuda/cuda_util.cuh"
 
@@ -18,6 +20,23 @@
             return dp_error_set(DP_ERR_ARG, "%s: argument '%s' is NULL", (what), #ptr);            \
         }                                                                                          \
     } while (0)
+
+// Philox4x32-10 as src/core/rng.c (Random123's constants and round): block c of the stream
+// keyed by (k0, k1), so a device draw is the CPU's dp_rng word for word (dropout, crop).
+__device__ __forceinline__ uint4 dp__philox(uint4 c, uint32_t k0, uint32_t k1)
+{
+    const uint32_t M0 = 0xD2511F53u, M1 = 0xCD9E8D57u, W0 = 0x9E3779B9u, W1 = 0xBB67AE85u;
+    for (int round = 0; round < 10; round++) {
+        if (round > 0) {
+            k0 += W0;
+            k1 += W1;
+        }
+        const uint32_t hi0 = __umulhi(M0, c.x), lo0 = M0 * c.x;
+        const uint32_t hi1 = __umulhi(M1, c.z), lo1 = M1 * c.z;
+        c = make_uint4(hi1 ^ c.y ^ k0, lo1, hi0 ^ c.w ^ k1, lo0);
+    }
+    return c;
+}
 
 // Butterfly sums over the 32 lanes of a full warp: every lane gets the same value, from the same
 // pairing on every run.

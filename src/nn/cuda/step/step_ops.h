@@ -257,6 +257,31 @@ DP_MUST_CHECK dp_status dp_cuda_dropout_backward(dp_cuda_ctx *ctx, void *dx, con
                                                  const dp_dropout_params *p, int accumulate,
                                                  dp_cuda_layout layout, int C, dp_cuda_dtype dtype);
 
+// --- [crop]: a window per sample, drawn as the CPU layer draws it ---
+
+// The window of sample n: in evaluation (train = 0) centred (dp_crop_params_center), not
+// mirrored; in training words 0, 1, 2 of the Philox stream (seed; step, first_sample + n, layer)
+// give off_h = w0 % (H - out_h + 1), off_w = w1 % (W - out_w + 1) and, when flip, a mirror of
+// the window's columns when w2 is odd: src/nn/layer_simple.c's crop_at, bit for bit.
+typedef struct dp_crop_random_params {
+    int N, C, H, W;   // input
+    int out_h, out_w; // window
+    int train, flip;
+    uint64_t seed;
+    uint32_t step, first_sample, layer;
+} dp_crop_random_params;
+
+// y = the window of x, mirrored where drawn so.
+//   y (N, C, out_h, out_w), x (N, C, H, W): layout, dtype, device
+DP_MUST_CHECK dp_status dp_cuda_crop_random_forward(dp_cuda_ctx *ctx, void *y, const void *x,
+                                                    const dp_crop_random_params *p,
+                                                    dp_cuda_layout layout, dp_cuda_dtype dtype);
+// dx (+)= dy scattered back into each sample's window (mirrored back), 0 elsewhere (unless
+// accumulate). Every element of dx is written by one thread: no atomics, deterministic.
+DP_MUST_CHECK dp_status dp_cuda_crop_random_backward(dp_cuda_ctx *ctx, void *dx, const void *dy,
+                                                     const dp_crop_random_params *p, int accumulate,
+                                                     dp_cuda_layout layout, dp_cuda_dtype dtype);
+
 // --- element-wise float32 buffers (deterministic micro-batch accumulation) ---
 
 // dst[i] = a[i] + b[i], a the left operand (the tree's order: dp_comm_tree_*). dst may be a or b.
