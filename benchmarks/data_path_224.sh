@@ -65,7 +65,7 @@ PY
 "$build/dpdata" convert folder --src "$work/src/train" --test-src "$work/src/test" \
   --out "$work/img224" --size 224x224 --channels 3 >/dev/null
 rm -rf "$work/src"
-"$build/dpdata" info "$work/img224-train.h5" | head -n 3
+"$build/dpdata" info "$work/img224-train.h5" | sed -n 1,4p
 
 echo "== the pipeline alone"
 "$build/benchmarks/bench_pipeline" "$work/img224-train.h5" ${workers:+"$workers"} | tee "$work/pipe.log"

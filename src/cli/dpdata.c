@@ -57,7 +57,8 @@ static void print_help(void)
            "convert options:\n"
            "  --src DIR              directory of the source files\n"
            "  --out PREFIX           output prefix (required)\n"
-           "  --chunk N              records per HDF5 chunk (default %d)\n"
+           "  --chunk N              records per HDF5 chunk (default: as many as fit in\n"
+           "                         %d KiB, at most %d: one record for 224x224x3)\n"
            "  --deflate L            deflate level 1..9 (default 0: uncompressed, fastest to\n"
            "                         read at random)\n"
            "  --size HxW             folder: stored image size, 1..4096 each (required)\n"
@@ -69,7 +70,8 @@ static void print_help(void)
            "  -h, --help             this text\n"
            "\n"
            "exit status: 0 success, 1 error, 2 wrong usage\n",
-           default_fmnist_src, DP_DATASET_DEFAULT_CHUNK_RECORDS);
+           default_fmnist_src, DP_DATASET_CHUNK_TARGET_BYTES >> 10,
+           DP_DATASET_DEFAULT_CHUNK_RECORDS);
 }
 
 static int usage_error(const char *fmt, const char *arg)

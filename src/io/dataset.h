@@ -15,7 +15,8 @@ enum {
     DP_DATASET_FORMAT_VERSION = 1,
     DP_DATASET_MAX_CHANNELS = 4,
     DP_DATASET_MAX_CLASSES = 1 << 16,
-    DP_DATASET_DEFAULT_CHUNK_RECORDS = 256,
+    DP_DATASET_DEFAULT_CHUNK_RECORDS = 256, // at most; see dp_dataset_default_chunk
+    DP_DATASET_CHUNK_TARGET_BYTES = 256 << 10,
 };
 
 typedef struct dp_dataset dp_dataset;
@@ -85,13 +86,18 @@ typedef struct dp_dataset_config {
     int n_classes;   // >= 1
     const char *const *class_names; // [n_classes], borrowed
     const char *source;    // free text (where the data came from); NULL means ""
-    int64_t chunk_records; // records per chunk; 0 means DP_DATASET_DEFAULT_CHUNK_RECORDS
+    int64_t chunk_records; // records per chunk; 0 means dp_dataset_default_chunk(cfg)
     int deflate_level;     // 0: no compression; 1..9: deflate
 } dp_dataset_config;
 
 #define DP_DATASET_CONFIG_INIT                                                                    \
     {.n = -1, .h = -1, .w = -1, .c = -1, .n_classes = -1, .class_names = NULL, .source = NULL,    \
      .chunk_records = 0, .deflate_level = 0}
+
+// Records per chunk of /images when cfg->chunk_records is 0: as many as fit in
+// DP_DATASET_CHUNK_TARGET_BYTES (256 KiB), 1 to DP_DATASET_DEFAULT_CHUNK_RECORDS (Fashion-MNIST
+// and CIFAR-10: 256 and 85; 224x224x3: 1), so a random read costs about one record of I/O.
+int64_t dp_dataset_default_chunk(const dp_dataset_config *cfg);
 
 // Creates (truncating) a dataset file at path for cfg->n records, and writes the classes,
 // source and format_version attributes. Records are then appended in order and mean/std given

@@ -69,10 +69,21 @@ static dp_status copy_strings(dp_dataset *ds, const dp_dataset_config *cfg)
 
 // --- create ---
 
+int64_t dp_dataset_default_chunk(const dp_dataset_config *cfg)
+{
+    // Training reads records in random order, one H5Dread each, and HDF5 reads whole chunks:
+    // a chunk of 256 224x224x3 images is 38.5 MB, 256x the record, and more than the chunk
+    // cache keeps, so every record would cost a chunk. Small chunks keep that factor ~1.
+    int64_t record = cfg->h * cfg->w * cfg->c;
+    int64_t chunk = record > 0 ? DP_DATASET_CHUNK_TARGET_BYTES / record : 1;
+    return chunk < 1 ? 1 : chunk > DP_DATASET_DEFAULT_CHUNK_RECORDS ? DP_DATASET_DEFAULT_CHUNK_RECORDS
+                                                                     : chunk;
+}
+
 static dp_status create_images(dp_dataset *ds, const dp_dataset_config *cfg)
 {
     dp_status st = DP_OK;
-    int64_t chunk = cfg->chunk_records ? cfg->chunk_records : DP_DATASET_DEFAULT_CHUNK_RECORDS;
+    int64_t chunk = cfg->chunk_records ? cfg->chunk_records : dp_dataset_default_chunk(cfg);
     chunk = chunk < cfg->n ? chunk : cfg->n;
     hsize_t dims[4] = {(hsize_t)cfg->n, (hsize_t)cfg->h, (hsize_t)cfg->w, (hsize_t)cfg->c};
     hsize_t chunk_dims[4] = {(hsize_t)chunk, dims[1], dims[2], dims[3]};
