@@ -4,7 +4,7 @@
 # sees CUDA devices (and CFG does not say backend=cpu); else one rank per physical core, at
 # most one per 32 samples of CFG's global batch ([net] batch); 1 when mpirun is missing.
 # On small CNNs several single-threaded ranks beat one process with as many threads (2 Zen 3
-# cores, fmnist-resnet20: 2 ranks x 1 thread 959 s to 93%, 1 rank x 2 threads 1,130 s;
+# cores, fmnist-resnet20: 2 ranks x 1 thread 843-1,006 s to 93%, 1 rank x 2 threads 1,140 s;
 # benchmarks/RESULTS.md), and below ~32 samples per rank the GEMMs get too thin.
 #   launch/ranks.sh CFG
 set -euo pipefail
